@@ -1,0 +1,27 @@
+"""Model clients and the `ChatModel` protocol they share."""
+
+from .base import (
+    ChatChunk,
+    ChatModel,
+    ChatRequest,
+    ChatResponse,
+    ChunkAccumulator,
+    ToolCallDelta,
+    ToolChoice,
+)
+from .openai_compat import OpenAICompatModel
+from .scripted import ScriptedModel, ScriptExhaustedError, tool_call
+
+__all__ = [
+    "ChatChunk",
+    "ChatModel",
+    "ChatRequest",
+    "ChatResponse",
+    "ChunkAccumulator",
+    "OpenAICompatModel",
+    "ScriptExhaustedError",
+    "ScriptedModel",
+    "ToolCallDelta",
+    "ToolChoice",
+    "tool_call",
+]
