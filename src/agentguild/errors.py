@@ -54,6 +54,16 @@ class RateLimitError(ModelError):
         self.retry_after = retry_after
 
 
+class RateLimitExceeded(RateLimitError):
+    """Our own rate limit (not the provider's) refused the call; retry after `retry_after`."""
+
+
+class CircuitOpenError(ModelError):
+    """Every deployment that could serve the call has an open circuit breaker."""
+
+    retryable = True
+
+
 class ServerError(ModelError):
     """The provider failed (5xx)."""
 

@@ -141,7 +141,13 @@ class Assistant:
             raise
 
 
-_PARAMS = {f.name for f in fields(ChatRequest)} - {"messages", "tools", "tool_choice"}
+_PARAMS = {f.name for f in fields(ChatRequest)} - {
+    "messages",
+    "tools",
+    "tool_choice",
+    "tenant_id",
+    "caller_id",
+}
 
 
 def _checked_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,10 @@ class ChatRequest:
     response_format: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Provider-specific body fields, passed through unchanged."""
+    tenant_id: str = "default"
+    """The tenant the call is made for: part of every cache key, rate-limit key and metric."""
+    caller_id: str | None = None
+    """The API key or user the call is made for (rate limits, metering); not sent upstream."""
 
 
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter"] | str
