@@ -1,0 +1,1 @@
+"""The command-line interface's internals; `agentguild.cli` is its public face."""

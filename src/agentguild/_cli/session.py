@@ -1,0 +1,144 @@
+"""Builds the CLI's agent from settings and options, and drives its runs."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from ..errors import AgentguildError
+from ..types import Event, Message, RunResult
+from .render import EventRenderer
+
+if TYPE_CHECKING:
+    from ..agents import Assistant
+    from ..config import Settings
+    from ..llm.base import ChatModel
+    from ..tools import Tool
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """What the command line says about the agent to build."""
+
+    model: str | None = None
+    """The configured model to use; None means the settings' `default_model`."""
+    config: Path | None = None
+    """The config file named with `--config`."""
+    system: str | None = None
+    """A system prompt overriding the configured one."""
+    tools: bool = True
+    """Give the agent the built-in tools (the calculator)."""
+
+
+def load_settings(options: AgentOptions) -> Settings:
+    """The settings, from the config file named in `options` (or the usual places)."""
+    from ..config import load_settings as load
+
+    return load(options.config)
+
+
+def build_agent(settings: Settings, options: AgentOptions) -> Assistant:
+    """The assistant the CLI talks to, as the settings and command line describe it."""
+    from ..agents import Assistant
+    from ..llm.registry import resolve_model
+
+    model = resolve_model(options.model or settings.default_model, settings)
+    tools: list[Tool] = []
+    if options.tools:
+        from ..tools.builtin import calculator
+
+        tools.append(calculator)
+    return Assistant(
+        model,
+        system_prompt=options.system or settings.agent.system_prompt,
+        tools=tools,
+        max_turns=settings.agent.max_turns,
+        stream=True,
+    )
+
+
+async def load_model(model: ChatModel, status: Console) -> None:
+    """Load a local model's weights now, saying so; other models need no loading.
+
+    The local model otherwise loads on its first request, which would look like a hang.
+    """
+    # If agentguild.llm.local was never imported, `model` cannot be a LocalModel.
+    local = sys.modules.get("agentguild.llm.local")
+    if local is None or not isinstance(model, local.LocalModel):
+        return
+    if status.is_terminal:
+        with status.status("loading local model…"):
+            await model.load()
+    else:
+        status.print("loading local model…", style="dim")
+        await model.load()
+
+
+async def answer(
+    agent: Assistant,
+    messages: Sequence[Message],
+    renderer: EventRenderer | None,
+    *,
+    stream: bool = True,
+) -> RunResult:
+    """Run the agent once, showing its events with `renderer`, and return the result.
+
+    If the run is cancelled (Ctrl-C), the event stream is closed before the
+    cancellation propagates, so the agent cleans up its model call and tools.
+    """
+    result: RunResult | None = None
+    events = agent.run(messages, stream=stream)
+    try:
+        async for event in events:
+            if renderer is not None:
+                renderer.handle(event)
+            if isinstance(event, RunResult):
+                result = event
+    finally:
+        await _aclose(events)
+        if renderer is not None:
+            renderer.end_line()
+    if result is None:
+        raise AgentguildError("the run ended without a result")
+    return result
+
+
+def run_once(
+    agent: Assistant,
+    prompt: str,
+    renderer: EventRenderer | None,
+    *,
+    stream: bool,
+    status: Console,
+) -> RunResult:
+    """Run the agent on one user message in a fresh event loop, then release the model."""
+
+    async def once() -> RunResult:
+        try:
+            await load_model(agent.model, status)
+            return await answer(agent, [Message.user(prompt)], renderer, stream=stream)
+        finally:
+            await close_model(agent.model)
+
+    return asyncio.run(once())
+
+
+async def close_model(model: ChatModel) -> None:
+    """Release the model's resources (connection pools) if it holds any."""
+    # Not part of the ChatModel protocol: only clients with pools (HTTP) have `aclose`.
+    aclose = getattr(model, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _aclose(events: AsyncIterator[Event]) -> None:
+    # `Agent.run` is typed as an AsyncIterator; in practice it is an async generator.
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()

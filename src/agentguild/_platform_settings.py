@@ -1,0 +1,68 @@
+"""Settings of the serving platform: database, security, HTTP server.
+
+Part of `agentguild.config.Settings` (fields `database`, `security`, `server`), so they
+come from the same config file and `AGENTGUILD_*` variables, e.g.
+`AGENTGUILD_DATABASE__URL=postgresql+asyncpg://app@db/agentguild`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    """Where conversations, runs, users and keys are stored."""
+
+    url: str = "sqlite+aiosqlite:///./agentguild.db"
+    """SQLAlchemy async URL: `sqlite+aiosqlite:///path.db` (embedded default) or
+    `postgresql+asyncpg://user:password@host/db` (production)."""
+    auto_migrate: bool = True
+    """Apply pending migrations at start (turn off when migrations are run as a deploy step
+    with `agentguild db upgrade`)."""
+    pool_size: Annotated[int, Field(ge=1)] = 20
+    echo: bool = False
+    """Log every SQL statement (debugging only)."""
+
+
+class SecuritySettings(_Section):
+    """Authentication: token signing, the first admin, key caching."""
+
+    jwt_secret: SecretStr | None = Field(default=None, repr=False)
+    """Key signing access tokens. Unset: generated once and kept in `data_dir` (fine for
+    one instance; set it explicitly when several instances share the database)."""
+    jwt_ttl_s: Annotated[int, Field(ge=60)] = 3600
+    """Lifetime of an access token."""
+    admin_username: str = "admin"
+    """Login of the admin created on first start."""
+    admin_password: SecretStr | None = Field(default=None, repr=False)
+    """Password of that admin; unset: generated and printed once, on first start."""
+    api_key_cache_ttl_s: Annotated[float, Field(ge=0)] = 30.0
+    """How long a verified API key is trusted before it is looked up again (revocation
+    takes effect at once on the instance that revokes, within this time elsewhere)."""
+
+
+class ServerSettings(_Section):
+    """The HTTP server and its gateway limits."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    data_dir: str = ".agentguild"
+    """Directory for generated secrets and other local state."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Origins allowed to call the API from a browser (the built-in UI needs none)."""
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
+    """Largest request body accepted (413 above)."""
+    max_message_chars: Annotated[int, Field(ge=1)] = 100_000
+    """Longest single message accepted (413 above)."""
+    rate_limit_per_minute: Annotated[int, Field(ge=1)] = 100
+    rate_limit_burst: Annotated[int, Field(ge=0)] = 20
+    rate_limit_per_hour: Annotated[int, Field(ge=1)] = 5000
+    """Per API key and per user; exceeding gives 429 with Retry-After."""
+    redis_url: str | None = None
+    """Redis for shared rate limits and caches across instances; unset: in-process."""

@@ -1,0 +1,389 @@
+"""Settings: which models exist and how agents run by default.
+
+Settings come from three places, highest priority first:
+
+1. environment variables `AGENTGUILD_<FIELD>`, nesting with `__`
+   (`AGENTGUILD_DEFAULT_MODEL=qwen`, `AGENTGUILD_MODELS__QWEN__TIMEOUT=30`);
+2. a config file (YAML or TOML): the path given to `load_settings` (the CLI's `--config`),
+   else `$AGENTGUILD_CONFIG`, else `./agentguild.yaml`, `./agentguild.yml` or
+   `./agentguild.toml`, whichever exists first;
+3. the defaults below: one model, `local`, the bundled offline model.
+
+`load_settings()` applies all three and turns every problem into a `ConfigError` that names
+the file or environment variable and the field. API keys are never read from files: a
+model names the environment variable holding its key (`api_key_env`), and keys are held
+as `SecretStr` so they never show in reprs, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
+
+from ._platform_settings import DatabaseSettings, SecuritySettings, ServerSettings
+from .errors import ConfigError
+
+ENV_PREFIX = "AGENTGUILD_"
+"""Prefix of every environment variable agentguild reads."""
+CONFIG_ENV_VAR = "AGENTGUILD_CONFIG"
+"""Environment variable naming the config file to load."""
+DEFAULT_CONFIG_FILES = ("agentguild.yaml", "agentguild.yml", "agentguild.toml")
+"""Files looked for in the working directory when no config file is named."""
+
+_ENV_NESTED_DELIMITER = "__"
+_ENV_VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+ModelName: TypeAlias = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=128)
+]
+"""A configured model's name: letters, digits and `. _ : / -`, starting alphanumeric."""
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OpenAIModelConfig(_Config):
+    """A model served by an OpenAI-compatible endpoint (Qwen/DashScope, OpenAI, vLLM...)."""
+
+    provider: Literal["openai"]
+    model: Annotated[str, StringConstraints(min_length=1)]
+    """The model id the endpoint expects, e.g. `qwen-plus` or `gpt-4o-mini`."""
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] = (
+        "https://api.openai.com/v1"
+    )
+    """The endpoint's base URL, up to and including `/v1` (or its equivalent)."""
+    api_key_env: str | None = None
+    """The NAME of the environment variable holding the API key (never the key itself);
+    None for endpoints without authentication (Ollama, a local vLLM)."""
+    api_key: SecretStr | None = Field(default=None, repr=False)
+    """The key itself: only accepted from the environment
+    (`AGENTGUILD_MODELS__<NAME>__API_KEY`), never from a config file. Wins over
+    `api_key_env`."""
+    timeout: Annotated[float, Field(gt=0)] = 60.0
+    """Seconds a whole call (or the silence between two streamed chunks) may take."""
+    connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    """Seconds establishing a connection may take."""
+    max_connections: Annotated[int, Field(ge=1)] = 1000
+    """Size of the HTTP connection pool."""
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Extra HTTP headers sent with every request."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_a_variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not _is_env_var_name(value):
+            # Deliberately does not echo the value: it may be the key itself.
+            raise ValueError(
+                "must be the NAME of an environment variable (e.g. DASHSCOPE_API_KEY), "
+                "not the key itself"
+            )
+        return value
+
+
+class LocalModelConfig(_Config):
+    """The offline model run in-process by llama-cpp-python (bundled SmolLM2 by default)."""
+
+    provider: Literal["local"] = "local"
+    model_path: str | None = None
+    """A GGUF file; None uses the bundled SmolLM2-135M-Instruct."""
+    n_ctx: Annotated[int, Field(ge=256)] = 4096
+    """Context window, in tokens."""
+    n_threads: Annotated[int, Field(ge=1)] | None = None
+    """CPU threads for inference; None lets llama.cpp decide."""
+    max_tokens: Annotated[int, Field(ge=1)] = 512
+    """Default cap on tokens generated per answer."""
+    seed: int = 0
+    """Sampling seed, for reproducible answers."""
+
+    @field_validator("model_path")
+    @classmethod
+    def _expand_home(cls, value: str | None) -> str | None:
+        return str(Path(value).expanduser()) if value else None
+
+
+class ScriptedToolCall(_Config):
+    """A scripted reply that calls a tool instead of answering with text."""
+
+    tool: Annotated[str, StringConstraints(min_length=1)]
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class ScriptedModelConfig(_Config):
+    """A deterministic model answering from a script: for demos and tests, no model needed."""
+
+    provider: Literal["scripted"]
+    replies: Annotated[list[str | ScriptedToolCall], Field(min_length=1)]
+    """Answers in order: text, or `{tool: name, arguments: {...}}` to call a tool."""
+    cycle: bool = True
+    """Start over after the last reply (instead of failing)."""
+
+
+ModelConfig: TypeAlias = Annotated[
+    OpenAIModelConfig | LocalModelConfig | ScriptedModelConfig,
+    Field(discriminator="provider"),
+]
+"""How to build one model; `provider` selects the kind."""
+
+
+def _default_models() -> dict[str, ModelConfig]:
+    return {"local": LocalModelConfig()}
+
+
+class AgentDefaults(_Config):
+    """Defaults for the agents the CLI (and other front ends) create."""
+
+    system_prompt: str | None = None
+    """The agents' system prompt; None for none."""
+    max_turns: Annotated[int, Field(ge=1, le=1000)] = 10
+    """Model calls one run may make before it stops with `max_turns`."""
+
+
+class Settings(BaseSettings):
+    """Everything agentguild reads from its environment and config file.
+
+    Construct it with `load_settings()` to include the config file; `Settings()` alone
+    reads only environment variables and defaults.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=_ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    models: dict[ModelName, ModelConfig] = Field(default_factory=_default_models)
+    """Configured models by name; a model named `local` always exists."""
+    default_model: ModelName = "local"
+    """The model used when none is named."""
+    agent: AgentDefaults = Field(default_factory=AgentDefaults)
+    """Agent defaults: system prompt, turn limit."""
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    """Where the server stores its data (SQLite file by default, PostgreSQL in production)."""
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    """Token signing, the first admin, API-key caching."""
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    """The HTTP server: address, limits, CORS, Redis."""
+
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @field_validator("models")
+    @classmethod
+    def _always_has_local(cls, models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        if "local" in models:
+            return models
+        return {**_default_models(), **models}
+
+    @field_validator("default_model")
+    @classmethod
+    def _is_configured(cls, name: str, info: ValidationInfo) -> str:
+        models = info.data.get("models")
+        if models is not None and name not in models:
+            raise ValueError(
+                f"model {name!r} is not configured; configured models: {', '.join(models)}"
+            )
+        return name
+
+    @property
+    def config_file(self) -> Path | None:
+        """The config file these settings were loaded from, if any."""
+        return self._config_file
+
+    @property
+    def model_names(self) -> list[str]:
+        """The configured models' names, in configuration order."""
+        return list(self.models)
+
+
+def find_config_file(explicit: str | Path | None = None) -> Path | None:
+    """The config file to load: `explicit`, else `$AGENTGUILD_CONFIG`, else a default file.
+
+    Raises `ConfigError` if a named file does not exist; returns None if no file was named
+    and none of `DEFAULT_CONFIG_FILES` exists in the working directory.
+    """
+    named = explicit if explicit is not None else os.environ.get(CONFIG_ENV_VAR) or None
+    if named is not None:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            origin = "" if explicit is not None else f" (from {CONFIG_ENV_VAR})"
+            raise ConfigError(f"config file {path}{origin} does not exist")
+        return path
+    for candidate in DEFAULT_CONFIG_FILES:
+        path = Path(candidate)
+        if path.is_file():
+            return path
+    return None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The contents of a YAML (`.yaml`, `.yml`) or TOML (`.toml`) config file, as a dict."""
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    data: object
+    if suffix in (".yaml", ".yml"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"config file {path} is not valid YAML: {_yaml_problem(exc)}"
+            ) from exc
+    elif suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    else:
+        raise ConfigError(
+            f"config file {path} has an unknown format; use a .yaml, .yml or .toml file"
+        )
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of settings at the top level, "
+            f"not a {type(data).__name__}"
+        )
+    return data
+
+
+def load_settings(config_file: str | Path | None = None) -> Settings:
+    """Load and validate the settings: environment over config file over defaults.
+
+    `config_file` names the file to read (see `find_config_file` for the fallbacks).
+    Raises `ConfigError` naming the file or environment variable and the field at fault.
+    """
+    path = find_config_file(config_file)
+    file_data = read_config_file(path) if path is not None else {}
+    if path is not None:
+        _reject_keys_in_file(file_data, path)
+    try:
+        env_data = EnvSettingsSource(Settings)()
+    except SettingsError as exc:
+        # e.g. AGENTGUILD_MODELS holding malformed JSON; the message names the field.
+        raise ConfigError(f"invalid configuration in the environment: {exc}") from None
+    merged = _deep_merge(file_data, env_data)
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, merged, env_data)) from None
+    settings._config_file = path
+    return settings
+
+
+# ---- helpers -------------------------------------------------------------------------
+
+
+def _is_env_var_name(value: str) -> bool:
+    return re.fullmatch(_ENV_VAR_NAME, value) is not None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "syntax error"
+    if mark is None:
+        return str(problem)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _reject_keys_in_file(data: Mapping[str, Any], path: Path) -> None:
+    models = data.get("models")
+    if not isinstance(models, Mapping):
+        return
+    for name, model in models.items():
+        if isinstance(model, Mapping) and "api_key" in model:
+            env_name = f"{ENV_PREFIX}MODELS__{str(name).upper()}__API_KEY"
+            raise ConfigError(
+                f"{path}: models.{name}.api_key: API keys are never read from config files; "
+                f"name the variable holding the key with `api_key_env: SOME_VAR` "
+                f"(or set {env_name})"
+            )
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = _deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(
+    exc: ValidationError, path: Path | None, merged: Mapping[str, Any], env: Mapping[str, Any]
+) -> str:
+    """A readable, secret-free account of validation errors, naming where each came from."""
+    where = f"in {path}" if path is not None else "in the environment"
+    lines = [f"invalid configuration {where}:"]
+    for error in exc.errors(include_input=False, include_url=False):
+        field = _field_path(error["loc"], merged)
+        source = _source_of(field, path, env)
+        lines.append(f"  {'.'.join(field) or '(top level)'}{source}: {_message(error)}")
+    return "\n".join(lines)
+
+
+def _field_path(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> list[str]:
+    """The error location as the user wrote it (without pydantic's union tags)."""
+    field: list[str] = []
+    node: object = data
+    for part in loc:
+        if isinstance(node, Mapping):
+            if part not in node and node.get("provider") == part:
+                continue  # the discriminated union's tag, not a key the user wrote
+            node = node.get(part)
+        else:
+            node = None
+        field.append(str(part))
+    return field
+
+
+def _source_of(field: list[str], path: Path | None, env: Mapping[str, Any]) -> str:
+    node: object = env
+    for part in field:
+        if not isinstance(node, Mapping) or part not in node:
+            return ""
+        node = node[part]
+    variable = ENV_PREFIX + _ENV_NESTED_DELIMITER.join(field).upper()
+    return f" (from environment variable {variable})" if path is not None else f" ({variable})"
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "union_tag_not_found":
+        return "missing 'provider' (one of 'openai', 'local', 'scripted')"
+    if kind == "extra_forbidden":
+        return "unknown setting (check the spelling)"
+    if kind == "missing":
+        return "required but missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
