@@ -9,6 +9,7 @@ from .base import (
     ToolCallDelta,
     ToolChoice,
 )
+from .local import LocalModel
 from .openai_compat import OpenAICompatModel
 from .scripted import ScriptedModel, ScriptExhaustedError, tool_call
 
@@ -18,6 +19,7 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "ChunkAccumulator",
+    "LocalModel",
     "OpenAICompatModel",
     "ScriptExhaustedError",
     "ScriptedModel",
