@@ -1,0 +1,74 @@
+"""Persistence: SQLAlchemy 2 async models, tenant-scoped repositories, migrations.
+
+```python
+from agentguild.store import Database
+db = Database(settings.database)
+await db.start()
+async with db.repos(principal) as repos:
+    conversation = await repos.conversations.create(principal.user_id, agent.id, "Hi")
+```
+"""
+
+from .db import Database
+from .errors import ConflictError, InvalidCursorError, NotFoundError, StoreError
+from .migrate import current_revision, head_revision, schema_diff, upgrade
+from .models import (
+    AgentRecord,
+    AgentVersion,
+    ApiKey,
+    Base,
+    Conversation,
+    MessageRecord,
+    Run,
+    Tenant,
+    ToolCallRecord,
+    UsageRecord,
+    User,
+)
+from .repositories import (
+    FINISHED_STATUSES,
+    RUN_STATUSES,
+    RunMode,
+    RunStatus,
+    SystemRepos,
+    TenantRepos,
+    to_message,
+)
+from .usage_writer import UsageEntry, UsageWriter
+from .views import AgentVersionView, AgentView, Page, UsageTotals
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "RUN_STATUSES",
+    "AgentRecord",
+    "AgentVersion",
+    "AgentVersionView",
+    "AgentView",
+    "ApiKey",
+    "Base",
+    "ConflictError",
+    "Conversation",
+    "Database",
+    "InvalidCursorError",
+    "MessageRecord",
+    "NotFoundError",
+    "Page",
+    "Run",
+    "RunMode",
+    "RunStatus",
+    "StoreError",
+    "SystemRepos",
+    "Tenant",
+    "TenantRepos",
+    "ToolCallRecord",
+    "UsageEntry",
+    "UsageRecord",
+    "UsageTotals",
+    "UsageWriter",
+    "User",
+    "current_revision",
+    "head_revision",
+    "schema_diff",
+    "to_message",
+    "upgrade",
+]

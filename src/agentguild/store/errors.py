@@ -1,0 +1,21 @@
+"""Errors the store raises; the server maps them to 404 / 409 / 400."""
+
+from __future__ import annotations
+
+from agentguild.errors import AgentguildError
+
+
+class StoreError(AgentguildError):
+    """Base class of persistence errors."""
+
+
+class NotFoundError(StoreError):
+    """A referenced row does not exist in the caller's tenant (foreign ids look missing)."""
+
+
+class ConflictError(StoreError):
+    """A write would break a uniqueness rule (a taken agent name or username)."""
+
+
+class InvalidCursorError(StoreError):
+    """A pagination cursor is malformed; pass back `next_cursor` exactly as received."""
