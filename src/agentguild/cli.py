@@ -23,7 +23,7 @@ from .errors import AgentguildError, ConfigError
 from .types import RunResult
 
 if TYPE_CHECKING:
-    from .agents import Assistant
+    from .agents import Agent, Assistant
 
 app = typer.Typer(
     name="agentguild",
@@ -111,6 +111,15 @@ def run(
         bool,
         typer.Option("--json", help="Print the run result as JSON (output, messages, usage, ...)."),
     ] = False,
+    team: Annotated[
+        Path | None,
+        typer.Option(
+            "--team",
+            help="Run the agent or team a YAML spec describes (see docs/teams.md).",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Run one prompt and print the answer (tool activity goes to stderr)."""
     from ._cli.render import EventRenderer
@@ -119,7 +128,11 @@ def run(
     console, err = Console(), Console(stderr=True)
     text = sys.stdin.read() if prompt == "-" else prompt
     with _reporting_errors(err):
-        agent = _agent(ctx, model=model, system=system, tools=not no_tools)
+        agent = (
+            _team(ctx, team, model=model)
+            if team is not None
+            else _agent(ctx, model=model, system=system, tools=not no_tools)
+        )
         renderer = None if json_output else EventRenderer(console, err)
         try:
             result = run_once(agent, text, renderer, stream=not json_output, status=err)
@@ -149,6 +162,16 @@ def models(ctx: typer.Context) -> None:
         console.print(models_table(settings))
 
 
+def _register_server_commands() -> None:
+    from ._cli.serve import db_app, serve
+
+    app.command()(serve)
+    app.add_typer(db_app, name="db")
+
+
+_register_server_commands()
+
+
 def main() -> None:
     """Entry point of the `agentguild` console script."""
     app(prog_name="agentguild")
@@ -170,6 +193,14 @@ def _agent(ctx: typer.Context, *, model: str | None, system: str | None, tools: 
         model=model or shared.model, config=shared.config, system=system, tools=tools
     )
     return build_agent(load_settings(options), options)
+
+
+def _team(ctx: typer.Context, team: Path, *, model: str | None) -> Agent:
+    from ._cli.session import AgentOptions, build_spec_agent, load_settings
+
+    shared = _globals(ctx)
+    options = AgentOptions(config=shared.config)
+    return build_spec_agent(load_settings(options), team, model or shared.model)
 
 
 @contextmanager

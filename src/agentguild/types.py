@@ -275,7 +275,91 @@ class RunResult:
         return ""
 
 
+# ---- team and task events ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerSelected:
+    """A team chose who speaks next; several names speak in parallel."""
+
+    speakers: tuple[str, ...]
+    agent: str
+    """The team."""
+    reason: str = ""
+    """How they were chosen: 'round robin', 'selector', 'mention', 'candidates', 'handoff',
+    'fallback', 'resumed', ..."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffEvent:
+    """A member of a swarm handed the conversation to another member (or to the user)."""
+
+    source: str
+    target: str
+    agent: str
+    """The team."""
+    message: str = ""
+    """What the member said about the handoff, if anything."""
+
+
+@dataclass(frozen=True, slots=True)
+class TerminationEvent:
+    """A team's termination condition fired; the run ends after this event."""
+
+    reason: str
+    agent: str
+    """The team."""
+
+
+TaskStatus: TypeAlias = Literal["pending", "running", "completed", "failed", "cancelled"]
+SubtaskStatus: TypeAlias = Literal[
+    "pending", "running", "completed", "failed", "skipped", "cancelled"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdate:
+    """A planned task changed status (or was planned: `detail` then summarises the plan)."""
+
+    task_id: str
+    status: TaskStatus
+    agent: str
+    """The planned team running the task."""
+    detail: str = ""
+    """The plan summary, the final answer, or the error."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubtaskUpdate:
+    """A subtask of a planned task changed status."""
+
+    task_id: str
+    subtask_id: str
+    status: SubtaskStatus
+    agent: str
+    """The planned team running the task."""
+    title: str = ""
+    category: str = ""
+    specialist: str = ""
+    """The agent that works (or worked) on the subtask."""
+    attempt: int = 0
+    """1 for the first try, 2 for the first retry, ...; 0 before it ran."""
+    detail: str = ""
+    """The result (completed) or the error (failed, skipped, a retried attempt)."""
+
+
 Event: TypeAlias = (
-    TextDelta | MessageEvent | ToolCallEvent | ToolResultEvent | UsageEvent | ErrorEvent | RunResult
+    TextDelta
+    | MessageEvent
+    | ToolCallEvent
+    | ToolResultEvent
+    | UsageEvent
+    | ErrorEvent
+    | RunResult
+    | SpeakerSelected
+    | HandoffEvent
+    | TerminationEvent
+    | TaskUpdate
+    | SubtaskUpdate
 )
 """Everything an agent run yields; the last event of every run is a `RunResult`."""

@@ -430,3 +430,44 @@ def test_importing_the_cli_loads_no_heavy_modules() -> None:
     ).stdout.strip()
 
     assert loaded == "[]"
+
+
+# ---- run --team ----------------------------------------------------------------------
+
+TEAM = """\
+kind: round_robin
+name: duo
+model: echo
+termination: {max_messages: 2}
+members:
+  - name: first
+    system_prompt: Speak first.
+  - name: second
+    system_prompt: Speak second.
+"""
+
+
+def test_run_team_runs_the_yaml_spec(cli: CliRunner, config_file: Path, tmp_path: Path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(TEAM, encoding="utf-8")
+
+    code, out, err = invoke(
+        cli, "--config", str(config_file), "run", "--json", "--team", str(team), "go"
+    )
+
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["agent"] == "duo"
+    assert [m["content"] for m in result["messages"]] == ["Hello there.", "Still here."]
+
+
+def test_run_team_with_a_broken_spec_exits_2(
+    cli: CliRunner, config_file: Path, tmp_path: Path
+) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text("kind: nonsense\n", encoding="utf-8")
+
+    code, _, err = invoke(cli, "--config", str(config_file), "run", "--team", str(team), "go")
+
+    assert code == 2
+    assert "team.yaml" in err

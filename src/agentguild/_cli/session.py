@@ -16,7 +16,7 @@ from ..types import Event, Message, RunResult
 from .render import EventRenderer
 
 if TYPE_CHECKING:
-    from ..agents import Assistant
+    from ..agents import Agent, Assistant
     from ..config import Settings
     from ..llm.base import ChatModel
     from ..tools import Tool
@@ -41,6 +41,13 @@ def load_settings(options: AgentOptions) -> Settings:
     from ..config import load_settings as load
 
     return load(options.config)
+
+
+def build_spec_agent(settings: Settings, team: Path, model: str | None) -> Agent:
+    """The agent or team the `--team` spec file describes (`model` overrides its models)."""
+    from ..agents.spec import load_agent_spec
+
+    return load_agent_spec(team, settings=settings, model=model)
 
 
 def build_agent(settings: Settings, options: AgentOptions) -> Assistant:
@@ -81,7 +88,7 @@ async def load_model(model: ChatModel, status: Console) -> None:
 
 
 async def answer(
-    agent: Assistant,
+    agent: Agent,
     messages: Sequence[Message],
     renderer: EventRenderer | None,
     *,
@@ -93,7 +100,7 @@ async def answer(
     cancellation propagates, so the agent cleans up its model call and tools.
     """
     result: RunResult | None = None
-    events = agent.run(messages, stream=stream)
+    events = agent.run(messages, stream=stream)  # type: ignore[call-arg]
     try:
         async for event in events:
             if renderer is not None:
@@ -110,7 +117,7 @@ async def answer(
 
 
 def run_once(
-    agent: Assistant,
+    agent: Agent,
     prompt: str,
     renderer: EventRenderer | None,
     *,
@@ -119,12 +126,16 @@ def run_once(
 ) -> RunResult:
     """Run the agent on one user message in a fresh event loop, then release the model."""
 
+    model: ChatModel | None = getattr(agent, "model", None)  # teams have several
+
     async def once() -> RunResult:
         try:
-            await load_model(agent.model, status)
+            if model is not None:
+                await load_model(model, status)
             return await answer(agent, [Message.user(prompt)], renderer, stream=stream)
         finally:
-            await close_model(agent.model)
+            if model is not None:
+                await close_model(model)
 
     return asyncio.run(once())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import fields
 from typing import Any
@@ -44,6 +45,7 @@ class Assistant:
         model: ChatModel | str,
         *,
         name: str = "assistant",
+        description: str = "",
         system_prompt: str | None = None,
         tools: Iterable[Tool | Callable[..., Any]] | ToolRegistry = (),
         max_turns: int = 10,
@@ -57,6 +59,8 @@ class Assistant:
             raise ValueError("max_turns must be at least 1")
         self.model: ChatModel = _resolve_model(model) if isinstance(model, str) else model
         self.name = name
+        self.description = description
+        """What the agent is for: how teams, routers and callers of it as a tool see it."""
         self.system_prompt = system_prompt
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.max_turns = max_turns
@@ -108,6 +112,18 @@ class Assistant:
                 yield ToolResultEvent(result, self.name)
                 yield MessageEvent(tool_message, self.name)
         yield RunResult(self.name, tuple(produced), usage, "max_turns", self.max_turns)
+
+    def with_tools(self, *extra: Tool | Callable[..., Any]) -> Assistant:
+        """A copy of this assistant that also offers `extra` tools (same model and limits)."""
+        clone = copy.copy(self)
+        clone.tools = ToolRegistry([*self.tools, *extra])
+        clone._executor = ToolExecutor(
+            clone.tools,
+            max_concurrency=self._executor.max_concurrency,
+            timeout_s=self._executor.timeout_s,
+        )
+        clone._specs = clone.tools.specs
+        return clone
 
     async def result(self, messages: MessagesInput, *, stream: bool | None = None) -> RunResult:
         """Run to completion and return the `RunResult`."""
