@@ -36,10 +36,12 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
+from ._gateway_settings import CacheSettings, GatewayConfig
 from ._platform_settings import DatabaseSettings, SecuritySettings, ServerSettings
 from .errors import ConfigError
 
@@ -63,7 +65,12 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class OpenAIModelConfig(_Config):
+class _GatewayMixin(BaseModel):
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    """Routing, cache policy, retries, breaker, rate limits and price (see docs/gateway.md)."""
+
+
+class OpenAIModelConfig(_GatewayMixin, _Config):
     """A model served by an OpenAI-compatible endpoint (Qwen/DashScope, OpenAI, vLLM...)."""
 
     provider: Literal["openai"]
@@ -106,7 +113,7 @@ class OpenAIModelConfig(_Config):
         return value
 
 
-class LocalModelConfig(_Config):
+class LocalModelConfig(_GatewayMixin, _Config):
     """The offline model run in-process by llama-cpp-python (bundled SmolLM2 by default)."""
 
     provider: Literal["local"] = "local"
@@ -134,7 +141,7 @@ class ScriptedToolCall(_Config):
     arguments: dict[str, JsonValue] = Field(default_factory=dict)
 
 
-class ScriptedModelConfig(_Config):
+class ScriptedModelConfig(_GatewayMixin, _Config):
     """A deterministic model answering from a script: for demos and tests, no model needed."""
 
     provider: Literal["scripted"]
@@ -190,6 +197,8 @@ class Settings(BaseSettings):
     """Token signing, the first admin, API-key caching."""
     server: ServerSettings = Field(default_factory=ServerSettings)
     """The HTTP server: address, limits, CORS, Redis."""
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    """The response cache shared by every model (L1 in process, L2 on disk or Redis)."""
 
     _config_file: Path | None = PrivateAttr(default=None)
 
@@ -209,6 +218,28 @@ class Settings(BaseSettings):
                 f"model {name!r} is not configured; configured models: {', '.join(models)}"
             )
         return name
+
+    @model_validator(mode="after")
+    def _fallbacks_are_configured_and_acyclic(self) -> Settings:
+        for name, config in self.models.items():
+            gateway = config.gateway
+            for other in (*gateway.fallbacks, *gateway.context_fallbacks):
+                if other not in self.models:
+                    raise ValueError(
+                        f"models.{name}.gateway: fallback {other!r} is not configured; "
+                        f"configured models: {', '.join(self.models)}"
+                    )
+        for name in self.models:
+            self._check_no_cycle(name, ())
+        return self
+
+    def _check_no_cycle(self, name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            cycle = " -> ".join((*path[path.index(name) :], name))
+            raise ValueError(f"model fallbacks form a cycle: {cycle}")
+        gateway = self.models[name].gateway
+        for other in (*gateway.fallbacks, *gateway.context_fallbacks):
+            self._check_no_cycle(other, (*path, name))
 
     @property
     def config_file(self) -> Path | None:
