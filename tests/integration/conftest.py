@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -31,29 +30,30 @@ def require_service(name: str, host: str, port: int) -> None:
         with socket.create_connection((host, port), timeout=1.0):
             return
     except OSError as exc:
-        message = f"{name} is not reachable at {host}:{port} ({exc}); start it: {_START_HINTS[name]}"
+        hint = _START_HINTS[name]
+        message = f"{name} is not reachable at {host}:{port} ({exc}); start it: {hint}"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url() -> str:
     """URL of the machine's Redis (database 15; tests use their own unique key prefixes)."""
     require_service("Redis", "127.0.0.1", 6379)
-    yield REDIS_URL
+    return REDIS_URL
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_url() -> str:
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    yield POSTGRES_URL
+    return POSTGRES_URL
 
 
 @pytest.fixture(scope="session")
-def rabbitmq_url() -> Iterator[str]:
+def rabbitmq_url() -> str:
     require_service("RabbitMQ", "127.0.0.1", 5672)
-    yield RABBITMQ_URL
+    return RABBITMQ_URL
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

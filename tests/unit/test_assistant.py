@@ -15,7 +15,6 @@ from agentguild import (
     RateLimitError,
     RunResult,
     TextDelta,
-    ToolCallEvent,
     ToolResultEvent,
     UsageEvent,
     tool,
@@ -174,9 +173,13 @@ async def test_cancelling_a_run_cancels_its_running_tools() -> None:
 async def test_model_failure_yields_error_event_then_raises_the_typed_error() -> None:
     agent = Assistant(ScriptedModel([RateLimitError("slow down", retry_after=2.0)]))
     events: list[Event] = []
-    with pytest.raises(RateLimitError) as raised:
+
+    async def consume() -> None:
         async for event in agent.run("hi"):
             events.append(event)
+
+    with pytest.raises(RateLimitError) as raised:
+        await consume()
     assert raised.value.retry_after == 2.0
     assert events == [ErrorEvent("RateLimitError", "slow down", "assistant")]
 

@@ -77,7 +77,8 @@ async def test_rate_limit_refuses_calls_over_the_limit_but_not_cache_hits() -> N
     await model.complete(ask("one"))  # served by the cache: costs no request
     with pytest.raises(RateLimitExceeded) as refused:
         await model.complete(ask("two"))
-    assert refused.value.retry_after is not None and refused.value.retry_after > 0
+    assert refused.value.retry_after is not None
+    assert refused.value.retry_after > 0
     await model.complete(ask("two", tenant="t2"))  # other tenants have their own budget
 
 
