@@ -51,6 +51,19 @@ def test_any_chunking_emits_the_text_up_to_the_first_stop(
 ) -> None:
     bounds = sorted({0, len(text), *(min(c, len(text)) for c in cuts)})
     pieces = [text[a:b] for a, b in pairwise(bounds)]
-    first = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    # Generation halts as soon as a stop is complete: find that moment character by character.
+    first = next(
+        (
+            min(end - len(s) for s in stops if text[:end].endswith(s))
+            for end in range(len(text) + 1)
+            if any(text[:end].endswith(s) for s in stops)
+        ),
+        len(text),
+    )
 
     assert _scan(pieces, stops) == text[:first]
+
+
+def test_the_stop_completing_first_wins_whatever_the_chunking() -> None:
+    assert _scan(["ab", "a"], ["b", "aba"]) == "a"
+    assert _scan(["aba"], ["b", "aba"]) == "a"

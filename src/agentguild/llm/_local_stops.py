@@ -6,7 +6,11 @@ from collections.abc import Sequence
 
 
 class StopScanner:
-    """Cuts streamed text at the first stop sequence, holding back a possible prefix of one."""
+    """Cuts streamed text at the first stop sequence, holding back a possible prefix of one.
+
+    "First" means first to be complete, as generation would halt there (ties: the one that
+    starts earlier), so the output is the same however the text is chunked.
+    """
 
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(stop for stop in stops if stop)
@@ -18,8 +22,8 @@ class StopScanner:
         if self.stopped:
             return ""
         buffer = self._held + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        cut = first_stop(buffer, self._stops)
+        if cut is not None:
             self.stopped = True
             self._held = ""
             return buffer[:cut]
@@ -31,6 +35,12 @@ class StopScanner:
         """The held-back text, once the stream ended without completing a stop sequence."""
         held, self._held = self._held, ""
         return "" if self.stopped else held
+
+
+def first_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Where `text` is cut: the start of the stop sequence that completes first, or None."""
+    found = [(start + len(stop), start) for stop in stops if (start := text.find(stop)) >= 0]
+    return min(found)[1] if found else None
 
 
 def _overlap(text: str, stop: str) -> int:
