@@ -284,7 +284,7 @@ async def test_streams_are_limited_and_reconciled_with_the_usage_chunk() -> None
     assert (await limiter.acquire(KEY, limit, tokens=70)).allowed
 
 
-async def test_a_cancelled_wait_releases_its_reservation() -> None:
+async def test_a_cancelled_wait_never_lets_its_slot_be_booked_twice() -> None:
     clock = FakeClock()
     limit = RateLimit(requests_per_minute=60, burst_requests=1)
     limiter = InMemoryLimiter(clock=clock)
@@ -301,9 +301,10 @@ async def test_a_cancelled_wait_releases_its_reservation() -> None:
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    # The next caller gets the slot the cancelled one held: 1 s away, not 2
+    # The refund cannot rewind past a slot scheduled in the future (the limiter does not
+    # know whose slot it is), so the next caller queues behind it: never two in one slot.
     decision = await limiter.acquire(limit_key("acme", "key-1", "scripted"), limit, max_wait_s=9)
-    assert decision.wait_s == pytest.approx(1.0)
+    assert decision.wait_s == pytest.approx(2.0)
 
 
 async def test_limits_can_depend_on_the_request_and_none_means_unlimited() -> None:
@@ -346,3 +347,18 @@ async def test_an_abandoned_stream_keeps_its_estimate() -> None:
     await stream.aclose()  # type: ignore[attr-defined]
     key = limit_key("acme", "key-1", "usage-stream")
     assert not (await limiter.acquire(key, limit, tokens=41)).allowed
+
+
+async def test_a_refund_never_hands_out_a_slot_promised_to_a_waiting_caller() -> None:
+    # Found by the property test: burst 1 token, 2 tokens/s.
+    clock = FakeClock()
+    limit = RateLimit(requests_per_minute=600, tokens_per_minute=120, burst_tokens=1)
+    limiter = InMemoryLimiter(clock=clock)
+    first = await limiter.acquire("k", limit, tokens=1)
+    waiting = await limiter.acquire("k", limit, tokens=1, max_wait_s=0.5)
+    assert (first.wait_s, waiting.wait_s) == (0.0, pytest.approx(0.5))
+    # When the first call reports it used nothing, its token comes back...
+    await limiter.adjust("k", limit, tokens=-1)
+    # ...but the waiting caller's slot at +0.5 s is not given to a newcomer as well.
+    newcomer = await limiter.acquire("k", limit, tokens=1, max_wait_s=0.5)
+    assert not newcomer.allowed

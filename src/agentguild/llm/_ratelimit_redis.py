@@ -24,8 +24,10 @@ logger = logging.getLogger("agentguild.ratelimit")
 
 # Times are integer microseconds (exact in Lua's doubles below 2**53). KEYS[1] is the
 # request bucket, KEYS[2] the token bucket; each holds its theoretical arrival time (TAT)
-# and expires when the bucket is full again. A bucket with interval 0 or cost 0 is not
-# limited.
+# and expires when the bucket is full again. KEYS[3] and KEYS[4] hold each bucket's floor:
+# where the latest reservation scheduled in the future ends; a refund never moves the TAT
+# back past it (or that slot could be handed out twice). A bucket with interval 0 or cost
+# 0 is not limited.
 _PRELUDE = """
 local now
 if ARGV[1] == '' then
@@ -76,6 +78,7 @@ for i = 1, 2 do
     local tat = tats[i]
     if tat < start then tat = start end
     store(KEYS[i], tat + costs[i] * intervals[i])
+    if wait > 0 then store(KEYS[i + 2], tat + costs[i] * intervals[i]) end
   end
 end
 return {1, wait}
@@ -98,6 +101,8 @@ for i = 1, 2 do
     elseif tat ~= nil then
       tat = tat + delta * interval
       if tat < now then tat = now end
+      local floor = tonumber(redis.call('GET', KEYS[i + 2]))
+      if floor ~= nil and tat < floor then tat = floor end
       store(KEYS[i], tat)
     end
   end
@@ -200,7 +205,7 @@ class RedisLimiter:
         requests_args = _bucket_args(1, limit.request_burst, limit.requests_per_minute)
         token_args = _bucket_args(tokens, limit.token_burst, limit.tokens_per_minute)
         args = [self._now(), *requests_args, *token_args, f"{max_wait_s * 1e6:.0f}"]
-        result = await self._eval(_ACQUIRE, (key + ":req", key + ":tok"), args)
+        result = await self._eval(_ACQUIRE, _keys(key), args)
         if result is None:
             return self.fallback.acquire_now(key, limit, tokens=tokens, max_wait_s=max_wait_s)
         allowed, wait_us = int(result[0]), int(result[1])
@@ -219,7 +224,7 @@ class RedisLimiter:
             str(tokens),
             _interval_us(limit.tokens_per_minute),
         ]
-        if await self._eval(_ADJUST, (key + ":req", key + ":tok"), args) is None:
+        if await self._eval(_ADJUST, _keys(key), args) is None:
             self.fallback.adjust_now(key, limit, requests=requests, tokens=tokens)
 
     def _now(self) -> str:
@@ -306,3 +311,8 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover - a client was given, so redis is installed
         return errors
     return (*errors, RedisError)
+
+
+def _keys(key: str) -> tuple[str, str, str, str]:
+    """The script's keys: both buckets' TATs, then their floors (one hash tag: one slot)."""
+    return (key + ":req", key + ":tok", key + ":req:floor", key + ":tok:floor")

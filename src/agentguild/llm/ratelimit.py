@@ -186,6 +186,9 @@ class InMemoryLimiter:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._tats: dict[str, int] = {}
+        self._floors: dict[str, int] = {}
+        """Per bucket: where the latest reservation scheduled in the future ends. A refund
+        never moves the TAT back past it, or that slot could be handed out twice."""
         self._lock = threading.Lock()
         self._operations = 0
 
@@ -222,9 +225,10 @@ class InMemoryLimiter:
                 return Decision(False, wait / _NS)
             start = now + wait
             for bucket_key, cost, _, interval in buckets:
-                self._tats[bucket_key] = (
-                    max(self._tats.get(bucket_key, now), start) + cost * interval
-                )
+                tat = max(self._tats.get(bucket_key, now), start) + cost * interval
+                self._tats[bucket_key] = tat
+                if wait > 0:
+                    self._floors[bucket_key] = tat
             return Decision(True, wait / _NS)
 
     def adjust_now(self, key: str, limit: RateLimit, *, requests: int = 0, tokens: int = 0) -> None:
@@ -237,11 +241,12 @@ class InMemoryLimiter:
                 if delta > 0:
                     tat = max(tat, now) + delta * interval
                 else:
-                    tat = max(tat + delta * interval, now)
+                    tat = max(tat + delta * interval, now, self._floors.get(bucket_key, now))
                 if tat > now:
                     self._tats[bucket_key] = tat
                 else:
                     self._tats.pop(bucket_key, None)
+                    self._floors.pop(bucket_key, None)
 
     def _maybe_sweep(self, now: int) -> None:
         self._operations += 1
@@ -249,6 +254,7 @@ class InMemoryLimiter:
             return
         for bucket_key in [k for k, tat in self._tats.items() if tat <= now]:
             del self._tats[bucket_key]
+            self._floors.pop(bucket_key, None)
 
 
 _NS = 1_000_000_000
