@@ -50,6 +50,7 @@ from agentguild.llm.cache import CachedModel, DiskStore, RedisStore, ResponseCac
 from agentguild.llm.metering import MeteredModel, Price, UsageAggregator
 from agentguild.testing import FakeLLMServer
 from agentguild.types import Message
+from gateway_routing import gateway_stack  # bench/ is on sys.path when run as a script
 
 REQUEST = ChatRequest(
     [Message.system("You are terse."), Message.user("What is the capital of France?")],
@@ -135,6 +136,24 @@ async def cache_l1_hit_stream(settings: Settings) -> Row:
             pass
 
     await consume()
+    us = await per_call_us(consume, settings)
+    return {"us_per_call": us, "baseline": "direct_scripted_stream"}
+
+
+async def routed(settings: Settings) -> Row:
+    """Router + retry + breaker around the same model: the resilience layers' own cost."""
+    model = gateway_stack(scripted())
+    us = await per_call_us(lambda: model.complete(REQUEST), settings)
+    return {"us_per_call": us, "baseline": "direct_scripted", "stack": "Router(Retrying(Breaker))"}
+
+
+async def routed_stream(settings: Settings) -> Row:
+    model = gateway_stack(scripted())
+
+    async def consume() -> None:
+        async for _ in model.stream(REQUEST):
+            pass
+
     us = await per_call_us(consume, settings)
     return {"us_per_call": us, "baseline": "direct_scripted_stream"}
 
@@ -296,6 +315,8 @@ SCENARIOS: list[tuple[str, Scenario]] = [
     ("cache_l1_hit", cache_l1_hit),
     ("direct_scripted_stream", direct_scripted_stream),
     ("cache_l1_hit_stream", cache_l1_hit_stream),
+    ("routed", routed),
+    ("routed_stream", routed_stream),
     ("cache_miss", cache_miss),
     ("cache_redis_hit", cache_redis_hit),
     ("cache_disk_hit", cache_disk_hit),
