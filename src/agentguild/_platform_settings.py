@@ -7,7 +7,7 @@ come from the same config file and `AGENTGUILD_*` variables, e.g.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -64,5 +64,39 @@ class ServerSettings(_Section):
     rate_limit_burst: Annotated[int, Field(ge=0)] = 20
     rate_limit_per_hour: Annotated[int, Field(ge=1)] = 5000
     """Per API key and per user; exceeding gives 429 with Retry-After."""
+    max_running_tasks: Annotated[int, Field(ge=1)] = 2
+    """Planned tasks (`/api/tasks`) running at once in this process; more queue by priority."""
     redis_url: str | None = None
     """Redis for shared rate limits and caches across instances; unset: in-process."""
+    event_bus: Literal["auto", "memory", "redis"] = "auto"
+    """Where run events go: `memory` (this process only), `redis` (Redis Streams at
+    `redis_url`: any instance can stream, and resume, any run), `auto` (Redis when
+    `redis_url` is set)."""
+    event_stream_ttl_s: Annotated[int, Field(ge=60)] = 86_400
+    """How long a run's event stream stays in Redis after its last event or its end."""
+    event_stream_maxlen: Annotated[int, Field(ge=1000)] = 100_000
+    """About the most events one run's Redis stream keeps (a guard against runaway runs)."""
+
+
+class QueueSettings(_Section):
+    """Background jobs (background runs, tasks): in-process or on Celery workers."""
+
+    backend: Literal["inprocess", "celery"] = "inprocess"
+    """`inprocess` (embedded default: asyncio workers in the server) or `celery` (jobs go
+    to a broker and run in `agentguild worker` processes)."""
+    broker_url: str | None = None
+    """Celery broker: `redis://host:6379/0` or `amqp://user:password@host:5672//`."""
+    queue_prefix: str = "agentguild"
+    """Prefix of the broker queue names (`<prefix>.default`, `<prefix>.research`, ...)."""
+    max_retries: Annotated[int, Field(ge=0)] = 3
+    """Retries of a job failing with a transient error before it goes to the dead letters."""
+    retry_backoff_s: Annotated[float, Field(ge=0)] = 1.0
+    """First retry delay; doubled on each retry, with full jitter."""
+    retry_backoff_max_s: Annotated[float, Field(ge=0)] = 60.0
+    lease_s: Annotated[float, Field(ge=1)] = 60.0
+    """How long a worker owns a running job without renewing its lease; a job whose lease
+    expired (its worker died) may be taken over by a re-delivered message."""
+    visibility_timeout_s: Annotated[int, Field(ge=1)] = 3600
+    """Redis broker only: an unacknowledged message is re-delivered after this long."""
+    concurrency: Annotated[int, Field(ge=1)] = 4
+    """Jobs one in-process queue (or one worker) runs at a time."""

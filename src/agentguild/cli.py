@@ -164,8 +164,10 @@ def models(ctx: typer.Context) -> None:
 
 def _register_server_commands() -> None:
     from ._cli.serve import db_app, serve
+    from ._cli.worker import worker
 
     app.command()(serve)
+    app.command()(worker)
     app.add_typer(db_app, name="db")
 
 

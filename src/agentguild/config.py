@@ -46,7 +46,7 @@ from ._model_settings import (
     ScriptedToolCall,
     default_models,
 )
-from ._platform_settings import DatabaseSettings, SecuritySettings, ServerSettings
+from ._platform_settings import DatabaseSettings, QueueSettings, SecuritySettings, ServerSettings
 from .errors import ConfigError
 
 __all__ = [
@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     """Token signing, the first admin, API-key caching."""
     server: ServerSettings = Field(default_factory=ServerSettings)
     """The HTTP server: address, limits, CORS, Redis."""
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    """Background jobs: in-process (default) or Celery workers on a Redis/RabbitMQ broker."""
     cache: CacheSettings = Field(default_factory=CacheSettings)
     """The response cache shared by every model (L1 in process, L2 on disk or Redis)."""
 

@@ -83,6 +83,13 @@ async def _run(w: World, owner: Caller) -> str:
     return str(handle.run_id)
 
 
+async def _task(w: World, owner: Caller) -> str:
+    tasks = w.services.tasks  # type: ignore[attr-defined]
+    task = await tasks.submit(owner.principal, "matrix")
+    await tasks.manager.wait(task.id, tenant_id=owner.tenant_id)
+    return str(task.id)
+
+
 def fixed(path: str, json: object | None = None) -> Factory:
     async def factory(_w: World, _owner: Caller) -> Target:
         return Target(path, json)
@@ -121,6 +128,14 @@ def with_run(template: str, json: object | None = None) -> Factory:
     async def factory(w: World, owner: Caller) -> Target:
         run = await _run(w, owner)
         return Target(template.format(run=run), json, (run,))
+
+    return factory
+
+
+def with_task(template: str) -> Factory:
+    async def factory(w: World, owner: Caller) -> Target:
+        task = await _task(w, owner)
+        return Target(template.format(task=task), None, (task,), f"/api/tasks/{task}")
 
     return factory
 

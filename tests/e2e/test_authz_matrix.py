@@ -28,6 +28,7 @@ from authz_support import (
     with_conversation,
     with_key,
     with_run,
+    with_task,
     with_user,
 )
 from e2e_helpers import ADMIN_PASSWORD, ROLES, Caller, World
@@ -38,6 +39,7 @@ from agentguild.security import Permission, Role
 from agentguild.server.app import WEB_DIR
 
 A, C, U, K = "/api/agents", "/api/conversations", "/api/admin/users", "/api/admin/keys"
+T = "/api/tasks"
 LOGIN = {"username": "admin", "password": ADMIN_PASSWORD}
 RUN = {"input": "hi", "mode": "wait", "agent_id": "assistant"}
 P = Permission
@@ -111,6 +113,13 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ),
     ("POST", "/api/runs/{run_id}/cancel"): Expect(
         P.AGENTS_EXECUTE, 200, with_run("/api/runs/{run}/cancel"), True
+    ),
+    # planned tasks
+    ("GET", T): Expect(P.DATA_READ, 200, with_task(T)),
+    ("POST", T): Expect(P.AGENTS_EXECUTE, 202, fixed(T, {"input": "plan this"})),
+    ("GET", T + "/{task_id}"): Expect(P.DATA_READ, 200, with_task(T + "/{task}"), True),
+    ("POST", T + "/{task_id}/cancel"): Expect(
+        P.AGENTS_EXECUTE, 200, with_task(T + "/{task}/cancel"), True
     ),
     ("GET", "/v1/models"): Expect(P.AGENTS_READ, 200, home_agent_names("/v1/models")),
     ("POST", "/v1/chat/completions"): Expect(P.AGENTS_EXECUTE, 200, chat_with_home_agent(), True),

@@ -28,6 +28,7 @@ from test_store_messages import MessagesContract
 from test_store_migrations import MigrationsContract
 from test_store_runs import RunsContract, ToolCallsContract, UsageContract
 from test_store_users_keys import ApiKeysContract, SystemContract, UsersContract
+from test_tasks_sql_store import TaskStoreContract
 
 
 def _database_url(server_url: str, database: str) -> str:
@@ -126,6 +127,10 @@ class TestSystemOnPostgres(PostgresBackend, SystemContract):
 
 
 class TestIsolationOnPostgres(PostgresBackend, IsolationContract):
+    pass
+
+
+class TestTaskStoreOnPostgres(PostgresBackend, TaskStoreContract):
     pass
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 
 import pytest
@@ -149,3 +150,51 @@ async def test_closing_the_manager_cancels_running_tasks_and_stores_them_so(
     assert waiting is not None
     assert (stopped.status, stopped.error) == ("cancelled", "the task manager was closed")
     assert waiting.status == "pending"  # accepted work is kept for a later run
+
+
+async def test_a_task_runs_on_its_own_team_in_the_context_it_was_queued_with(
+    store: InMemoryTaskStore,
+) -> None:
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    seen: list[str] = []
+
+    def record(_task: Task, event: Event) -> None:
+        if isinstance(event, TaskUpdate) and event.detail == "planning":
+            seen.append(marker.get())
+
+    manager = TaskManager(store=store, on_event=record)
+    own_team = planned(ScriptedModel(["from its own team"], cycle=True), InMemoryTaskStore())
+    context = contextvars.Context()
+    context.run(marker.set, "the submitter's")
+
+    task = await manager.enqueue(Task("x", priority=1), team=own_team, context=context)
+    done = await asyncio.wait_for(manager.wait(task.id), 5)
+
+    assert done is not None  # stored in the manager's store, not the team's
+    assert (done.status, done.result) == ("completed", "from its own team")
+    assert seen == ["the submitter's"]
+    assert marker.get() == "unset"
+    await manager.aclose()
+
+
+async def test_a_manager_without_a_team_of_its_own_needs_one_per_task(
+    store: InMemoryTaskStore,
+) -> None:
+    manager = TaskManager(store=store)
+
+    with pytest.raises(ValueError, match="no team"):
+        await manager.submit("who runs this?")
+    await manager.aclose()
+
+
+async def test_a_stored_task_that_failed_can_be_queued_again(store: InMemoryTaskStore) -> None:
+    task = Task("x", status="failed", error="the server stopped")
+    await store.save(task)
+    manager = TaskManager(planned(ScriptedModel(["second time lucky"], cycle=True), store))
+
+    await manager.enqueue(task)
+    done = await asyncio.wait_for(manager.wait(task.id), 5)
+
+    assert done is not None
+    assert (done.status, done.result, done.error) == ("completed", "second time lucky", None)
+    await manager.aclose()

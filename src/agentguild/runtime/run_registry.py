@@ -7,8 +7,9 @@ of its encoded events, numbered from 1. Any number of clients follow a run with
 in the `RunRegistry` for a while, so a client that reconnects just after the end still
 gets the last events.
 
-This registry is in-process: one instance serves the runs it started. (Following a run
-started on another instance needs a shared event bus; see ARCHITECTURE.md.)
+This registry is in-process: one instance serves the runs it started. A run's log comes
+from the runner's event bus (`events.py`), which also carries it to other instances when
+the bus is shared (Redis).
 """
 
 from __future__ import annotations
@@ -21,61 +22,13 @@ from typing import Literal, TypeAlias
 
 from ..types import JSONObject, Message, RunResult
 from .event_codec import TERMINAL_STATUSES, RunStatus
+from .events import RunLog
+
+__all__ = ["RunHandle", "RunLog", "RunMode", "RunRegistry"]
 
 RunMode: TypeAlias = Literal["stream", "wait", "background"]
 """How a run is served: streamed (cancelled when its last follower leaves), awaited
 (cancelled when its caller leaves), or in the background (independent of any client)."""
-
-
-class RunLog:
-    """The append-only event log of one run; followers replay it, then follow it live."""
-
-    __slots__ = ("_changed", "_closed", "_events")
-
-    def __init__(self) -> None:
-        self._events: list[JSONObject] = []
-        self._changed = asyncio.Event()
-        self._closed = False
-
-    @property
-    def last_seq(self) -> int:
-        """The sequence number of the newest event (0 before the first)."""
-        return len(self._events)
-
-    @property
-    def closed(self) -> bool:
-        """Whether the run has ended (no event will follow)."""
-        return self._closed
-
-    def append(self, event: JSONObject) -> int:
-        """Add an encoded event; returns its sequence number (1, 2, ...)."""
-        if self._closed:
-            raise RuntimeError("cannot append to a closed run log")
-        self._events.append(event)
-        self._wake()
-        return len(self._events)
-
-    def close(self) -> None:
-        """Mark the log complete: followers stop after its last event."""
-        self._closed = True
-        self._wake()
-
-    async def follow(self, after_seq: int = 0) -> AsyncGenerator[tuple[int, JSONObject], None]:
-        """The events after `after_seq` as `(seq, event)`, then live ones until the end."""
-        seq = max(after_seq, 0)
-        while True:
-            changed = self._changed
-            while seq < len(self._events):
-                seq += 1
-                yield seq, self._events[seq - 1]
-            if self._closed:
-                return
-            await changed.wait()
-
-    def _wake(self) -> None:
-        # Waiters hold the old event; a fresh one makes the next wait block again.
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
 
 
 class RunHandle:
@@ -89,6 +42,7 @@ class RunHandle:
         conversation_id: str,
         agent: str,
         mode: RunMode,
+        log: RunLog | None = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -96,7 +50,8 @@ class RunHandle:
         self.agent = agent
         """The name of the agent running."""
         self.mode: RunMode = mode
-        self.log = RunLog()
+        self.log = log if log is not None else RunLog()
+        """The run's events (from the event bus's `run_log`; a private one by default)."""
         self.status: RunStatus = "queued"
         self.result: RunResult | None = None
         """The agent's final result, once it has one."""

@@ -23,15 +23,20 @@ from ..security import Principal
 from ..store.db import Database
 from ..store.errors import NotFoundError
 from ..store.models import Run
+from ..store.repositories.runs import mark_interrupted
 from ..store.usage_writer import UsageWriter
-from ..types import ErrorEvent, Event, JSONObject, Message
+from ..types import ErrorEvent, Event, JSONObject, Message, MessageEvent
+from ._background import RUN_JOB, run_job_key, run_job_payload
 from ._history import close_open_tool_calls
 from ._recorder import RunRecorder
 from ._replay import replay_stored_run
+from ._resume import in_flight_rows, resume_steps
 from .agent_factory import bind_caller, run_events
 from .catalog import AgentCatalog
 from .event_codec import TERMINAL_STATUSES, RunStatus, encode_event
+from .events import EventBus, InProcessEventBus
 from .limits import QuotaExceededError, RunLimitError, RunLimits, TenantLimits
+from .queue import TaskQueue
 from .run_registry import RunHandle, RunMode, RunRegistry
 from .views import run_view
 
@@ -48,6 +53,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _INTERNAL_ERROR = "the run failed because of an internal error"
+_WORKER_LOST = "Error: the worker running this tool call stopped before it finished."
 
 
 class NoAgentError(AgentguildError):
@@ -65,11 +71,18 @@ class Runner:
         usage_writer: UsageWriter | None = None,
         registry: RunRegistry | None = None,
         limits: RunLimits | TenantLimits | None = None,
+        events: EventBus | None = None,
+        queue: TaskQueue | None = None,
     ) -> None:
         self.db = db
         self.catalog = catalog
         self.usage_writer = usage_writer
         self.registry = registry or RunRegistry()
+        self.events: EventBus = events if events is not None else InProcessEventBus()
+        """Where every run's events go (in-process, or Redis Streams shared by instances)."""
+        self.queue = queue
+        """Where background runs go (queue workers execute them: `run.execute` jobs);
+        None: they run in this process like the others."""
         self.limits = limits if isinstance(limits, TenantLimits) else TenantLimits(db, limits)
         """Per-tenant limits (active runs, monthly tokens), cached."""
         self._starting: Counter[str] = Counter()
@@ -145,11 +158,59 @@ class Runner:
             conversation_id=conversation_id,
             agent=entry.name,
             mode=mode,
+            log=self.events.run_log(run.id),
         )
         handle.view = run_view(run)
+        if mode == "background" and self.queue is not None:
+            # A queue worker runs it (`Runner.resume`); its events come over the event bus.
+            await self.queue.enqueue(
+                RUN_JOB,
+                run_job_payload(principal, run.id),
+                idempotency_key=run_job_key(run.id),
+                tenant_id=run.tenant_id,
+            )
+            return handle
         self.registry.add(handle)
         handle.task = asyncio.create_task(
             self._execute(handle, principal, agent, close_open_tool_calls(history)),
+            name=f"agentguild-run-{run.id}",
+        )
+        handle.task.add_done_callback(lambda _: self._cancelled_before_start(handle, principal))
+        return handle
+
+    async def resume(self, principal: Principal, run_id: str) -> RunHandle | None:
+        """Continue a stored run from its last persisted step (a queue worker took it over
+        from one that died, or runs a queued background run); None if it is finished.
+
+        Completed tool calls are never executed again; see `_resume` for calls in flight.
+        Raises `NotFoundError` if the tenant has no such run or its agent is gone.
+        """
+        async with self.db.repos(principal) as repos:
+            run = await repos.runs.get(run_id)
+            if run is None:
+                raise NotFoundError(f"run {run_id!r} not found")
+            if run.status in ("completed", "failed", "cancelled"):
+                return None
+            history = await repos.messages.history(run.conversation_id)
+            calls = await repos.tool_calls.list(run_id)
+            for row in in_flight_rows(calls):
+                await repos.tool_calls.finish(row.id, _WORKER_LOST, True, None)
+        entry = None if run.agent_id is None else await self.catalog.get(principal, run.agent_id)
+        if entry is None:
+            raise NotFoundError(f"agent {run.agent_id!r} of run {run_id!r} not found")
+        handle = RunHandle(
+            run.id,
+            tenant_id=run.tenant_id,
+            conversation_id=run.conversation_id,
+            agent=entry.name,
+            mode="background" if run.mode == "background" else "wait",
+            log=await self.events.resume_log(run.id),  # numbered after a dead worker's events
+        )
+        handle.view = run_view(run)
+        self.registry.add(handle)
+        steps = resume_steps(history, calls, self.catalog.factory.tools, entry.name)
+        handle.task = asyncio.create_task(
+            self._execute(handle, principal, entry.agent, history, steps),
             name=f"agentguild-run-{run.id}",
         )
         handle.task.add_done_callback(lambda _: self._cancelled_before_start(handle, principal))
@@ -167,8 +228,10 @@ class Runner:
     async def follow(
         self, principal: Principal, run_id: str, after_seq: int = 0
     ) -> AsyncGenerator[tuple[int, JSONObject], None] | None:
-        """The run's events after `after_seq`, live if it runs here, else replayed from the
-        store (its messages, then its completion); None if the tenant has no such run."""
+        """The run's events after `after_seq`: live if it runs here; else from the event bus
+        if it has them (or, for a shared bus, will: the run is active elsewhere); else
+        replayed from the store (its messages, then its completion). None if the tenant
+        has no such run."""
         handle = self.live(principal, run_id)
         if handle is not None:
             return handle.events(after_seq)
@@ -176,6 +239,13 @@ class Runner:
             run = await repos.runs.get(run_id)
             if run is None:
                 return None
+            ended = run.status in TERMINAL_STATUSES
+            if (self.events.shared and not ended) or await self.events.has_run(run_id):
+                if not ended:
+                    return self.events.subscribe(run_id, after_seq)
+                completion = (await replay_stored_run(repos, run))[-1]
+                events_after = self.events.subscribe(run_id, after_seq)
+                return _ended_on_bus(events_after, completion, after_seq)
             events = await replay_stored_run(repos, run)
         return _replay(events, after_seq)
 
@@ -194,9 +264,16 @@ class Runner:
         return run
 
     async def recover(self) -> int:
-        """At start: mark runs left `running` by a dead process `interrupted`; how many."""
-        async with self.db.system() as system:
-            count = await system.mark_interrupted_runs()
+        """At start: mark runs left `running` by a dead process `interrupted`; how many.
+
+        With a queue, background runs are left alone: queue workers own (and resume) them.
+        """
+        if self.queue is not None:
+            async with self.db.session() as session:
+                count = await mark_interrupted(session, Run.mode != "background")
+        else:
+            async with self.db.system() as system:
+                count = await system.mark_interrupted_runs()
         if count:
             logger.warning("runs.interrupted", extra={"count": count})
         return count
@@ -210,7 +287,12 @@ class Runner:
         await asyncio.gather(*(handle.wait() for handle in handles))
 
     async def _execute(
-        self, handle: RunHandle, principal: Principal, agent: Agent, history: list[Message]
+        self,
+        handle: RunHandle,
+        principal: Principal,
+        agent: Agent,
+        history: list[Message],
+        resumed: AsyncIterator[Event] | None = None,
     ) -> None:
         bind_caller(principal.tenant_id, principal.caller_id)
         recorder = RunRecorder(self.db, principal, handle, self.usage_writer)
@@ -218,6 +300,12 @@ class Runner:
         error: str | None = None
         try:
             await _unbroken(recorder.started())
+            if resumed is not None:
+                async for step in resumed:
+                    await _unbroken(recorder.record(step))
+                    if isinstance(step, MessageEvent):
+                        history.append(step.message)
+                history = close_open_tool_calls(history)
             events = run_events(agent, history, stream=True)
             try:
                 async for event in events:
@@ -280,6 +368,31 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, AgentguildError):
         return f"{type(exc).__name__}: {exc}"
     return _INTERNAL_ERROR
+
+
+_BUS_IDLE_S = 2.0
+"""How long a follower of an ended run waits on the bus for more before it concludes that
+the run's log stops short of its end."""
+
+
+async def _ended_on_bus(
+    events: AsyncGenerator[tuple[int, JSONObject], None], completion: JSONObject, after_seq: int
+) -> AsyncGenerator[tuple[int, JSONObject], None]:
+    """An ended run's events from the bus; if its log stops short of `run_completed` (the
+    process running it died), the stored `completion` ends it."""
+    seq = after_seq
+    try:
+        while True:
+            try:
+                seq, event = await asyncio.wait_for(anext(events), _BUS_IDLE_S)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                yield seq + 1, completion
+                return
+            yield seq, event
+    finally:
+        await events.aclose()
 
 
 async def _replay(

@@ -10,10 +10,14 @@ from ..llm.stack import Gateway
 from ..store.db import Database
 from ..store.usage_writer import UsageWriter
 from ..tools.base import Tool
+from ._queue_setup import close_task_queue, start_task_queue, task_queue_from_settings
 from .agent_factory import AgentFactory, ModelProvider
 from .catalog import AgentCatalog
+from .events import event_bus_from_settings
 from .limits import RunLimits
+from .queue import TaskQueue
 from .runner import Runner
+from .task_service import TaskService
 
 
 @dataclass(slots=True)
@@ -36,9 +40,14 @@ class Services:
     runner: Runner
     usage_writer: UsageWriter
     """Batched usage records (the `/v1` path and runs record usage through it)."""
+    tasks: TaskService
+    """Planned tasks (`/api/tasks`): stored, and run in this process by priority."""
     gateway: Gateway | None = None
     """The configured models' gateway stacks (cache, routing, retries, limits, metering);
     None when the models come from a custom `model_provider`."""
+    queue: TaskQueue | None = None
+    """Background jobs (`settings.queue`): in-process, or Celery workers; with Celery,
+    background runs go to the workers."""
 
     @classmethod
     async def start(
@@ -51,7 +60,8 @@ class Services:
         limits: RunLimits | None = None,
     ) -> Services:
         """Connect the database (migrating it if configured), mark runs a dead process left
-        behind `interrupted`, and build the agent catalog and runner.
+        behind `interrupted` (and its running tasks `failed`), and build the agent catalog,
+        the runner and the task service (which queues the pending tasks again).
 
         `model_provider` builds models by name (default: the configured models, each in
         its gateway stack: see `agentguild.llm.stack`);
@@ -68,14 +78,37 @@ class Services:
             model_provider = gateway.model
         factory = AgentFactory(settings, tools=tools, model_provider=model_provider)
         catalog = AgentCatalog(db, factory)
-        runner = Runner(db, catalog, usage_writer=usage_writer, limits=limits)
+        events = event_bus_from_settings(settings.server)
+        queue = task_queue_from_settings(settings, db)
+        runner = Runner(
+            db,
+            catalog,
+            usage_writer=usage_writer,
+            limits=limits,
+            events=events,
+            queue=queue if settings.queue.backend == "celery" else None,
+        )
         await runner.recover()
-        return cls(settings, db, factory, catalog, runner, usage_writer, gateway)
+        await start_task_queue(queue, runner)
+        tasks = TaskService(
+            db,
+            catalog,
+            factory,
+            usage_writer=usage_writer,
+            limits=runner.limits,
+            max_running=settings.server.max_running_tasks,
+        )
+        await tasks.start()
+        return cls(settings, db, factory, catalog, runner, usage_writer, tasks, gateway, queue)
 
     async def aclose(self) -> None:
-        """Stop active runs (marked `interrupted`), write pending usage, close models and
-        the database."""
+        """Stop active runs (marked `interrupted`) and tasks (cancelled), write pending
+        usage, close models and the database."""
+        await self.tasks.aclose()
+        if self.queue is not None:
+            await close_task_queue(self.queue)
         await self.runner.aclose()
+        await self.runner.events.aclose()
         await self.usage_writer.close()
         await self.factory.aclose()
         if self.gateway is not None:

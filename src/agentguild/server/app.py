@@ -6,10 +6,11 @@ uvicorn.run(app, host=settings.server.host, port=settings.server.port, access_lo
 ```
 
 At start (the lifespan) it connects the database (migrating it if configured), marks runs
-a dead process left behind as interrupted, creates the first tenant, admin and `assistant`
-agent on an empty database (showing a generated admin password once), loads or creates
-the JWT signing key, and builds the shared services. At shutdown it stops active runs and
-closes everything.
+a dead process left behind as interrupted (and its running tasks failed; pending tasks are
+queued again), creates the first tenant, admin and `assistant` agent on an empty database
+(showing a generated admin password once), loads or creates the JWT signing key, and
+builds the shared services. At shutdown it stops active runs and tasks and closes
+everything.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from starlette.routing import Match, Mount
 from starlette.types import Scope
 
 from ..config import Settings, load_settings
+from ..runtime._events_redis import EventBusCollector, RedisEventBus
 from ..runtime.agent_factory import ModelProvider
 from ..runtime.runner import NoAgentError, RunLimitError
 from ..runtime.services import Services
@@ -38,7 +40,18 @@ from .authn import Authenticator
 from .errors import ERROR_RESPONSES, install_error_handlers, register_error
 from .middleware import GatewayMiddleware, HttpMetrics
 from .ratelimit import RateLimiter
-from .routes import admin, agents, auth, conversations, health, keys, openai_compat, runs, ws
+from .routes import (
+    admin,
+    agents,
+    auth,
+    conversations,
+    health,
+    keys,
+    openai_compat,
+    runs,
+    tasks,
+    ws,
+)
 
 __all__ = ["WEB_DIR", "create_app"]
 
@@ -84,6 +97,7 @@ def create_app(
                 on_first_start(result)
             secret = load_or_create_jwt_secret(settings.security, Path(server.data_dir))
             app.state.services = services
+            _register_event_bus_metrics(metrics.registry, services)
             app.state.operator_tenant_id = await _operator_tenant(services)
             app.state.jwt_secret = secret
             app.state.authenticator = Authenticator(
@@ -115,7 +129,18 @@ def create_app(
     register_error(RunLimitError, 429, "too_many_active_runs")
     register_error(NoAgentError, 400, "no_agent")
     install_error_handlers(app)
-    routers = (health, auth, agents, conversations, runs, openai_compat, ws, keys, admin)
+    routers = (
+        health,
+        auth,
+        agents,
+        conversations,
+        runs,
+        tasks,
+        openai_compat,
+        ws,
+        keys,
+        admin,
+    )
     for module in routers:
         app.include_router(module.router, responses=ERROR_RESPONSES)
     if (WEB_DIR / "index.html").is_file():
@@ -162,3 +187,9 @@ def _version() -> str:
         return version("agentguild")
     except PackageNotFoundError:
         return "0.0.0"
+
+
+def _register_event_bus_metrics(registry: CollectorRegistry, services: Services) -> None:
+    events = services.runner.events
+    if isinstance(events, RedisEventBus):
+        registry.register(EventBusCollector(events.stats))

@@ -7,7 +7,12 @@ await db.start()
 async with db.repos(principal) as repos:
     conversation = await repos.conversations.create(principal.user_id, agent.id, "Hi")
 ```
+
+`SqlTaskStore` (planned tasks, `agentguild.tasks`) is imported on first use: it needs the
+tasks package, which the rest of the store does not.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .db import Database
 from .errors import ConflictError, InvalidCursorError, NotFoundError, StoreError
@@ -20,6 +25,8 @@ from .models import (
     Conversation,
     MessageRecord,
     Run,
+    SubtaskRecord,
+    TaskRecord,
     Tenant,
     ToolCallRecord,
     UsageRecord,
@@ -36,6 +43,9 @@ from .repositories import (
 )
 from .usage_writer import UsageEntry, UsageWriter
 from .views import AgentVersionView, AgentView, Page, UsageTotals
+
+if TYPE_CHECKING:
+    from .task_store import SqlTaskStore
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -56,8 +66,11 @@ __all__ = [
     "Run",
     "RunMode",
     "RunStatus",
+    "SqlTaskStore",
     "StoreError",
+    "SubtaskRecord",
     "SystemRepos",
+    "TaskRecord",
     "Tenant",
     "TenantRepos",
     "ToolCallRecord",
@@ -72,3 +85,11 @@ __all__ = [
     "to_message",
     "upgrade",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SqlTaskStore":
+        from .task_store import SqlTaskStore
+
+        return SqlTaskStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -265,3 +265,55 @@ class UsageRecord(TenantScoped, Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TaskRecord(TenantScoped, Base):
+    """A planned task (`agentguild.tasks.Task`): its input, status, outcome and timings."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    agent_id: Mapped[str | None] = mapped_column(String(40))
+    """The stored planned agent that runs it; null: the server's default team."""
+    input: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    """pending | running | completed | failed | cancelled"""
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    timeout_s: Mapped[float | None] = mapped_column(Float)
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    timeline: Mapped[list[Any]] = mapped_column(default=list)
+    """Subtask starts and ends in order: `[subtask_id, "start" | "end", epoch seconds]`."""
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SubtaskRecord(TenantScoped, Base):
+    """One subtask of a planned task; `position` keeps the plan's order."""
+
+    __tablename__ = "subtasks"
+    __table_args__ = (Index("ix_subtasks_task_position", "task_id", "position"),)
+
+    task_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The planner's id for it, unique within the task (`s1`, `research`, ...)."""
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(100))
+    depends_on: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(20))
+    """pending | running | completed | failed | skipped | cancelled"""
+    specialist: Mapped[str] = mapped_column(String(200), default="")
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -5,7 +5,8 @@ code, analysis, ...); a `TaskScheduler` runs them on the specialist for each cat
 independent ones in parallel; a `Synthesiser` merges the results. `PlannedTeam` is the
 whole thing as an `Agent`; `TaskManager` runs tasks in the background (submit, list, get,
 cancel); a `TaskStore` persists tasks and subtasks with their status, results, timings
-and errors (`InMemoryTaskStore` here; a SQL store comes with the serving platform).
+and errors (`InMemoryTaskStore` here; `agentguild.store.SqlTaskStore` in the serving
+platform's database).
 """
 
 from ..types import SubtaskStatus, SubtaskUpdate, TaskStatus, TaskUpdate

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import itertools
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from ..agents.termination import ExternalStop
 from ..errors import AgentguildError
@@ -20,30 +23,49 @@ TaskEventObserver = Callable[[Task, Event], "Awaitable[None] | None"]
 
 _Key = tuple[str, str]
 
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """How one queued task runs: on which team, in which context."""
+
+    team: PlannedTeam
+    context: contextvars.Context
+
 
 class TaskManager:
     """Runs planned tasks in this process: what the `/api/tasks` endpoints call.
 
     `submit()` stores a task as pending and queues it; up to `max_running` tasks run at
     once, highest `priority` first (then oldest). `cancel()` stops a running task promptly
-    or withdraws a queued one. Tasks live in the team's store, so `get()` and `list_tasks()`
-    show their subtasks, statuses, results, timings and errors as they progress.
-    `on_event` sees every event of every run. Call `aclose()` when done.
+    or withdraws a queued one. Tasks live in the manager's store, so `get()` and
+    `list_tasks()` show their subtasks, statuses, results, timings and errors as they
+    progress.
+    `on_event` sees every event of every run, called from the task's run (in its context).
+    Call `aclose()` when done.
+
+    `team` runs the tasks submitted without a team of their own; `store` keeps every task
+    (default: the team's store). A manager may have no team of its own if every task names
+    one (`submit(..., team=)`, `enqueue(..., team=)`).
     """
 
     def __init__(
         self,
-        team: PlannedTeam,
+        team: PlannedTeam | None = None,
         *,
+        store: TaskStore | None = None,
         max_running: int = 2,
         on_event: TaskEventObserver | None = None,
     ) -> None:
-        if team.store is None:
-            raise ValueError("a TaskManager needs a PlannedTeam with a store")
+        if store is None and team is not None:
+            store = team.store
+        if store is None:
+            raise ValueError("a TaskManager needs a store: pass `store=`, or a team with one")
         if max_running < 1:
             raise ValueError("max_running must be at least 1")
         self.team = team
-        self.store: TaskStore = team.store
+        self.store: TaskStore = store
         self.max_running = max_running
         self.on_event = on_event
         self._queue: asyncio.PriorityQueue[tuple[int, int, _Key]] = asyncio.PriorityQueue()
@@ -52,6 +74,7 @@ class TaskManager:
         self._stops: dict[_Key, ExternalStop] = {}
         self._cancelled: set[_Key] = set()
         self._finished: dict[_Key, asyncio.Event] = {}
+        self._jobs: dict[_Key, _Job] = {}
         self._runs: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -62,18 +85,46 @@ class TaskManager:
         priority: int = 0,
         timeout_s: float | None = None,
         tenant_id: str = "default",
+        team: PlannedTeam | None = None,
     ) -> Task:
-        """Store a new pending task and queue it; returns it (with its id)."""
+        """Store a new pending task and queue it; returns it (with its id). `team` runs it
+        instead of the manager's team."""
         if not text.strip():
             raise ValueError("a task needs a description of what to do")
+        task = Task(text, priority=priority, timeout_s=timeout_s, tenant_id=tenant_id)
+        return await self.enqueue(task, team=team)
+
+    async def enqueue(
+        self,
+        task: Task,
+        *,
+        team: PlannedTeam | None = None,
+        context: contextvars.Context | None = None,
+    ) -> Task:
+        """Store `task` as pending and queue it: a task built by the caller (its id, tenant,
+        priority, timeout), or a stored one to run again (its completed subtasks are reused).
+
+        `team` runs it (default: the manager's team); its progress goes to the manager's
+        store either way. It runs in a copy of `context` (default: the current context, as
+        `asyncio.create_task` would), so context variables the caller set apply to it.
+        """
         if self._closing:
             raise AgentguildError("the task manager is closed; create a new one")
-        task = Task(text, priority=priority, timeout_s=timeout_s, tenant_id=tenant_id)
+        team = team if team is not None else self.team
+        if team is None:
+            raise ValueError("no team to run the task: pass `team=` (this manager has none)")
+        key = (task.tenant_id, task.id)
+        if key in self._jobs:
+            raise ValueError(f"task {task.id!r} is already queued or running")
+        task.status, task.result, task.error, task.finished_at = "pending", None, None, None
         await self.store.save(task)
-        key = (tenant_id, task.id)
+        if team.store is not self.store:
+            team = team.with_store(self.store)
+        context = context if context is not None else contextvars.copy_context()
+        self._jobs[key] = _Job(team, context.copy())
         self._finished[key] = asyncio.Event()
         self._start_workers()
-        self._queue.put_nowait((-priority, next(self._order), key))
+        self._queue.put_nowait((-task.priority, next(self._order), key))
         return task
 
     async def get(self, task_id: str, *, tenant_id: str = "default") -> Task | None:
@@ -94,10 +145,11 @@ class TaskManager:
         if stop is not None:
             stop.stop("cancelled on request")
             return True
+        if key in self._jobs:
+            self._cancelled.add(key)  # before any await: no worker starts it from now on
         task = await self.store.get(task_id, tenant_id=tenant_id)
         if task is None or task.finished:
             return False
-        self._cancelled.add(key)
         task.status, task.error, task.finished_at = "cancelled", "cancelled on request", time.time()
         await self.store.save(task)
         self._mark_finished(key)
@@ -131,21 +183,26 @@ class TaskManager:
             _, _, key = await self._queue.get()
             if self._closing:
                 return
+            job = self._jobs[key]
             stop = self._stops[key] = ExternalStop()  # before any await: cancel() sees it
-            run = asyncio.create_task(self._run(key, stop))
+            run = asyncio.create_task(self._run(key, stop, job.team), context=job.context)
             self._runs.add(run)
             try:
                 await run
+            except Exception:  # the team recorded the failure on the task; serve the next
+                logger.exception("task.crashed", extra={"task_id": key[1]})
             finally:
                 self._runs.discard(run)
                 del self._stops[key]
+                del self._jobs[key]
+                self._cancelled.discard(key)
                 self._mark_finished(key)
 
-    async def _run(self, key: _Key, stop: ExternalStop) -> None:
+    async def _run(self, key: _Key, stop: ExternalStop, team: PlannedTeam) -> None:
         task = await self.store.get(key[1], tenant_id=key[0])
         if task is None or task.status != "pending" or key in self._cancelled:
             return
-        async for event in self.team.run(task=task, stop=stop):
+        async for event in team.run(task=task, stop=stop):
             await self._notify(task, event)
 
     async def _notify(self, task: Task, event: Event) -> None:

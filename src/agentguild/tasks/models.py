@@ -196,6 +196,9 @@ class Task:
     timeout_s: float | None = None
     """The whole task fails if it takes longer."""
     tenant_id: str = "default"
+    agent_id: str | None = None
+    """The configured planned team that runs it (on the server: the stored agent's id);
+    None: the default team."""
     subtasks: list[Subtask] = field(default_factory=list)
     result: str | None = None
     error: str | None = None
@@ -226,6 +229,7 @@ class Task:
             "priority": self.priority,
             "timeout_s": self.timeout_s,
             "tenant_id": self.tenant_id,
+            "agent_id": self.agent_id,
             "subtasks": [subtask.to_json() for subtask in self.subtasks],
             "result": self.result,
             "error": self.error,
@@ -246,6 +250,7 @@ class Task:
             priority=data.get("priority", 0),
             timeout_s=data.get("timeout_s"),
             tenant_id=data.get("tenant_id", "default"),
+            agent_id=data.get("agent_id"),
             subtasks=[Subtask.from_json(s) for s in data.get("subtasks", ())],
             result=data.get("result"),
             error=data.get("error"),

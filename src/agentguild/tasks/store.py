@@ -13,8 +13,8 @@ from .models import Subtask, Task
 class TaskStore(Protocol):
     """Persistence of planned tasks, scoped by tenant.
 
-    Implementations: `InMemoryTaskStore` (one process); a SQL store (the serving platform's
-    database) implements the same four methods.
+    Implementations: `InMemoryTaskStore` (one process); `agentguild.store.SqlTaskStore`
+    (the serving platform's database) implements the same four methods.
     """
 
     async def save(self, task: Task) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
@@ -88,6 +89,12 @@ class PlannedTeam:
 
     def __repr__(self) -> str:
         return f"PlannedTeam(name={self.name!r}, specialists={list(self.scheduler.specialists)})"
+
+    def with_store(self, store: TaskStore | None) -> PlannedTeam:
+        """This team saving its tasks to `store` instead (a copy; this one is unchanged)."""
+        team = copy.copy(self)
+        team.store = store
+        return team
 
     async def run(
         self,

@@ -1,10 +1,10 @@
 """Probes and metrics: `/health`, `/ready`, `/health/detailed`, `/metrics`.
 
-`/health` (liveness) and `/ready` (readiness: the database answers, and Redis when one is
-configured) need no credentials, for load balancers and orchestrators. `/health/detailed`
-and `/metrics` reveal internals of the whole process (every tenant's traffic), so they
-need `metrics:read` in the operators' tenant: the one created at first start (give
-Prometheus an API key of a developer or admin there). Other tenants get 403.
+`/health` (liveness) and `/ready` (readiness: the database answers, and Redis and the
+queue's broker when configured) need no credentials, for load balancers and orchestrators.
+`/health/detailed` and `/metrics` reveal internals of the whole process (every tenant's
+traffic), so they need `metrics:read` in the operators' tenant: the one created at first
+start (give Prometheus an API key of a developer or admin there). Other tenants get 403.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from ...config import Settings
+from ...runtime.queue_metrics import queue_metrics
 from ...security import Permission, Principal
 from ..deps import SettingsDep, get_services, require
 from ..errors import ApiError
@@ -95,6 +96,9 @@ async def _run_checks(request: Request, settings: Settings) -> dict[str, str]:
     redis_url = settings.server.redis_url
     if redis_url:
         probes["redis"] = lambda: _redis_ping(redis_url)
+    queue = getattr(get_services(request), "queue", None)
+    if queue is not None and settings.queue.backend == "celery":
+        probes["broker"] = queue.ping
     results = await asyncio.gather(*(_check(probe) for probe in probes.values()))
     return dict(zip(probes, results, strict=True))
 
@@ -111,7 +115,8 @@ async def health() -> Health:
     responses={503: {"description": "A dependency is down"}},
 )
 async def ready(request: Request, settings: SettingsDep) -> Readiness:
-    """200 when the database (and Redis, when configured) answer; 503 naming what failed."""
+    """200 when the database (and Redis and the broker, when configured) answer; 503 naming
+    what failed."""
     checks = await _run_checks(request, settings)
     failed = sorted(name for name, result in checks.items() if result != "ok")
     if failed:
@@ -159,4 +164,7 @@ async def metrics(
     """The server's metrics and the process-wide ones (models, cache, process)."""
     own: CollectorRegistry = request.app.state.metrics.registry
     body = generate_latest(own) + generate_latest(REGISTRY)
+    queue = getattr(get_services(request), "queue", None)
+    if queue is not None:
+        body += await queue_metrics(queue)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from agentguild.store import queue_models as _queue_models  # noqa: F401  (registers the tables)
 from agentguild.store.models import Base, UTCDateTime
 
 # Any fixed number: instances upgrading the same PostgreSQL database take turns on it.

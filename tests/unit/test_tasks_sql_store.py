@@ -1,0 +1,284 @@
+"""SqlTaskStore: planned tasks and subtasks in the database, tenant by tenant.
+
+Written once as `TaskStoreContract`; SQLite runs it here, PostgreSQL in
+tests/integration/test_store_postgres.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from test_store_support import SqliteBackend, new_tenant
+
+from agentguild import Assistant, Message
+from agentguild.llm import ChatRequest, ChatResponse, ScriptedModel
+from agentguild.store import ConflictError, Database, SqlTaskStore
+from agentguild.tasks import Mark, PlannedTeam, Subtask, Task, TaskStore
+from agentguild.types import Usage
+
+T0 = 1_700_000_000.0  # times with exact binary fractions survive the round trip exactly
+
+
+def a_task(tenant_id: str, **fields: object) -> Task:
+    """A task midway: one subtask done, one running, one waiting for both."""
+    task = Task(
+        "Compare Python and Go",
+        tenant_id=tenant_id,
+        agent_id="agt_1",
+        priority=3,
+        timeout_s=60.0,
+        status="running",
+        created_at=T0,
+        started_at=T0 + 0.5,
+        subtasks=[
+            Subtask(
+                "facts",
+                "find facts",
+                "research",
+                status="completed",
+                specialist="researcher",
+                result="Go compiles",
+                attempts=1,
+                started_at=T0 + 1,
+                finished_at=T0 + 2.25,
+                usage=Usage(10, 5),
+            ),
+            Subtask("code", "write code", "code", status="running", attempts=2, started_at=T0 + 1),
+            Subtask("verdict", "conclude", "analysis", depends_on=("facts", "code")),
+        ],
+        timeline=[Mark("facts", "start", T0 + 1), Mark("code", "start", T0 + 1)],
+        usage=Usage(12, 7),
+    )
+    for name, value in fields.items():
+        setattr(task, name, value)
+    return task
+
+
+def assert_same(stored: object, expected: object) -> None:
+    """Equal, but for times: the database keeps them to the microsecond."""
+    if isinstance(expected, float):
+        assert stored == pytest.approx(expected, abs=2e-6)
+    elif isinstance(expected, dict):
+        assert isinstance(stored, dict)
+        assert stored.keys() == expected.keys()
+        for key, value in expected.items():
+            assert_same(stored[key], value)
+    elif isinstance(expected, list):
+        assert isinstance(stored, list)
+        assert len(stored) == len(expected)
+        for got, want in zip(stored, expected, strict=True):
+            assert_same(got, want)
+    else:
+        assert stored == expected
+
+
+class Specialist:
+    """Answers a subtask once `parties` subtasks are being answered at the same time."""
+
+    name = "specialist"
+
+    def __init__(self, parties: int) -> None:
+        self.barrier = asyncio.Barrier(parties)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        await self.barrier.wait()
+        part = next(line for line in request.messages[-1].text.splitlines() if "part" in line)
+        return ChatResponse(Message.assistant(f"done: {part}"))
+
+    def stream(self, request: ChatRequest) -> object:
+        raise NotImplementedError
+
+
+class TaskStoreContract:
+    async def test_a_saved_task_reads_back_with_its_subtasks_and_timeline(
+        self, db: Database
+    ) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db)
+        task = a_task(tenant)
+
+        await store.save(task)
+        stored = await store.get(task.id, tenant_id=tenant)
+
+        assert isinstance(store, TaskStore)
+        assert stored is not None
+        assert stored.to_json() == task.to_json()
+
+    async def test_saving_again_replaces_the_task_and_its_subtasks(self, db: Database) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db)
+        task = a_task(tenant)
+        await store.save(task)
+
+        task.subtasks = task.subtasks[:1]
+        task.status, task.result, task.finished_at = "completed", "Go, mostly", T0 + 9
+        await store.save(task)
+        stored = await store.get(task.id, tenant_id=tenant)
+
+        assert stored is not None
+        assert [s.id for s in stored.subtasks] == ["facts"]
+        assert (stored.status, stored.result, stored.finished_at) == (
+            "completed",
+            "Go, mostly",
+            T0 + 9,
+        )
+
+    async def test_saving_a_subtask_changes_it_and_the_timeline_only(self, db: Database) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db)
+        task = a_task(tenant)
+        await store.save(task)
+
+        code = task.subtask("code")
+        code.status, code.result, code.finished_at = "completed", "print(1)", T0 + 3
+        task.timeline.append(Mark("code", "end", T0 + 3))
+        task.result = "not saved by save_subtask"
+        await store.save_subtask(task, code)
+        stored = await store.get(task.id, tenant_id=tenant)
+
+        assert stored is not None
+        assert stored.subtask("code").to_json() == code.to_json()
+        assert stored.timeline == task.timeline
+        assert stored.result is None
+        assert [s.id for s in stored.subtasks] == ["facts", "code", "verdict"]
+
+    async def test_saving_a_subtask_of_an_unsaved_task_stores_the_whole_task(
+        self, db: Database
+    ) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db)
+        task = a_task(tenant)
+
+        await store.save_subtask(task, task.subtasks[0])
+        stored = await store.get(task.id, tenant_id=tenant)
+
+        assert stored is not None
+        assert stored.to_json() == task.to_json()
+
+    async def test_saving_a_subtask_the_store_has_not_seen_adds_it(self, db: Database) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db)
+        task = a_task(tenant)
+        await store.save(task)
+
+        task.subtasks.append(Subtask("extra", "one more", "research"))
+        await store.save_subtask(task, task.subtasks[-1])
+        stored = await store.get(task.id, tenant_id=tenant)
+
+        assert stored is not None
+        assert [s.id for s in stored.subtasks] == ["facts", "code", "verdict", "extra"]
+
+    async def test_listing_is_newest_first_filtered_by_status_and_paginated(
+        self, db: Database
+    ) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db)
+        tasks = [
+            a_task(tenant, id=f"task_{i}", created_at=T0 + i, status=status)
+            for i, status in enumerate(["completed", "failed", "completed", "running"])
+        ]
+        for task in tasks:
+            await store.save(task)
+
+        everything = await store.list_tasks(tenant_id=tenant)
+        completed = await store.list_tasks(tenant_id=tenant, status="completed")
+        first = await store.page(tenant_id=tenant, limit=3)
+        rest = await store.page(tenant_id=tenant, limit=3, cursor=first.next_cursor)
+
+        assert [t.id for t in everything] == ["task_3", "task_2", "task_1", "task_0"]
+        assert [len(t.subtasks) for t in everything] == [3, 3, 3, 3]
+        assert [t.id for t in completed] == ["task_2", "task_0"]
+        assert [t.id for t in first.items + rest.items] == [t.id for t in everything]
+        assert rest.next_cursor is None
+        assert all(t.subtasks == [] for t in first.items)  # pages leave subtasks out
+
+    async def test_another_tenants_tasks_are_invisible_and_cannot_be_overwritten(
+        self, db: Database
+    ) -> None:
+        mine, theirs = (await new_tenant(db)).tenant_id, (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db)
+        task = a_task(mine)
+        await store.save(task)
+
+        assert await store.get(task.id, tenant_id=theirs) is None
+        assert await store.list_tasks(tenant_id=theirs) == []
+        with pytest.raises(ConflictError):
+            await store.save(a_task(theirs, id=task.id, input="hijack"))
+        stored = await store.get(task.id, tenant_id=mine)
+        assert stored is not None
+        assert stored.input == task.input
+
+    async def test_text_with_nul_characters_is_stored_without_them(self, db: Database) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db)
+        task = a_task(tenant, result="a\x00b")
+
+        await store.save(task)
+        stored = await store.get(task.id, tenant_id=tenant)
+
+        assert stored is not None
+        assert stored.result == "ab"
+
+    async def test_a_planned_team_persists_parallel_subtasks_as_they_finish(
+        self, db: Database
+    ) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db)
+        plan = {"subtasks": [{"id": c, "title": f"about {c}", "category": c} for c in "abc"]}
+        specialist = Assistant(Specialist(parties=3), name="worker")  # type: ignore[arg-type]
+        team = PlannedTeam(
+            ScriptedModel([json.dumps(plan)]),
+            {"a": specialist, "b": specialist, "c": specialist},
+            store=store,
+        )
+        task = Task("three things", tenant_id=tenant)
+
+        result = await asyncio.wait_for(team.result(task=task), 30)
+        stored = await store.get(task.id, tenant_id=tenant)
+
+        assert result.stop_reason == "completed"
+        assert stored is not None
+        assert stored.status == "completed"
+        assert [(s.id, s.status, s.specialist) for s in stored.subtasks] == [
+            ("a", "completed", "worker"),
+            ("b", "completed", "worker"),
+            ("c", "completed", "worker"),
+        ]
+        assert [s.result for s in stored.subtasks] == [
+            f"done: Your part ({c}): about {c}" for c in "abc"
+        ]
+        kinds = [mark.kind for mark in stored.timeline]
+        assert kinds == ["start"] * 3 + ["end"] * 3  # all three ran at once
+        assert_same(stored.to_json(), task.to_json())
+
+    async def test_at_start_running_tasks_fail_and_pending_ones_are_found(
+        self, db: Database
+    ) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db)
+        running = a_task(tenant, id="task_running")
+        pending = a_task(tenant, id="task_pending", status="pending", subtasks=[], timeline=[])
+        done = a_task(tenant, id="task_done", status="completed")
+        for task in (running, pending, done):
+            await store.save(task)
+
+        failed = await store.fail_interrupted()
+        waiting = await store.pending()
+        stored = await store.get(running.id, tenant_id=tenant)
+
+        assert failed == 1
+        assert (tenant, "task_pending") in waiting
+        assert stored is not None
+        assert stored.status == "failed"
+        assert stored.error is not None
+        assert "server stopped" in stored.error
+        assert [s.status for s in stored.subtasks] == ["completed", "cancelled", "cancelled"]
+        done_now = await store.get(done.id, tenant_id=tenant)
+        assert done_now is not None
+        assert done_now.status == "completed"
+
+
+class TestTaskStoreOnSqlite(SqliteBackend, TaskStoreContract):
+    pass
