@@ -21,7 +21,7 @@ from agentguild._cli.session import AgentOptions, build_agent
 from agentguild.agents import Assistant
 from agentguild.cli import app
 from agentguild.config import load_settings
-from agentguild.errors import ServerError
+from agentguild.errors import BadRequestError
 from agentguild.llm import (
     ChatChunk,
     ChatModel,
@@ -29,6 +29,7 @@ from agentguild.llm import (
     ChatResponse,
     ScriptedModel,
     registry,
+    stack,
     tool_call,
 )
 from agentguild.tools import Tool
@@ -171,8 +172,9 @@ def test_local_model_not_installed_exits_2_with_the_fix(
 def test_model_failure_exits_1_showing_the_error_once(
     cli: CliRunner, config_file: Path, monkeypatch: pytest.MonkeyPatch, json_flag: list[str]
 ) -> None:
-    failing = ScriptedModel([ServerError("upstream exploded", status=503)])
-    monkeypatch.setattr(registry, "resolve_model", lambda name, settings=None: failing)
+    # Not retryable, so the gateway's retries pass it straight through.
+    failing = ScriptedModel([BadRequestError("upstream exploded", status=400)])
+    monkeypatch.setattr(stack, "build_model", lambda config, name=None: failing)
 
     code, out, err = invoke(cli, "run", *json_flag, "hi")
 

@@ -53,9 +53,11 @@ def build_spec_agent(settings: Settings, team: Path, model: str | None) -> Agent
 def build_agent(settings: Settings, options: AgentOptions) -> Assistant:
     """The assistant the CLI talks to, as the settings and command line describe it."""
     from ..agents import Assistant
-    from ..llm.registry import resolve_model
+    from ..llm.stack import Gateway
 
-    model = resolve_model(options.model or settings.default_model, settings)
+    # The configured gateway stack: fallbacks, retries, cache, limits and prices apply here
+    # exactly as on the server.
+    model = Gateway(settings).model(options.model or settings.default_model)
     tools: list[Tool] = []
     if options.tools:
         from ..tools.builtin import calculator
@@ -75,16 +77,19 @@ async def load_model(model: ChatModel, status: Console) -> None:
 
     The local model otherwise loads on its first request, which would look like a hang.
     """
-    # If agentguild.llm.local was never imported, `model` cannot be a LocalModel.
+    # If agentguild.llm.local was never imported, no model can be a LocalModel.
     local = sys.modules.get("agentguild.llm.local")
-    if local is None or not isinstance(model, local.LocalModel):
+    if local is None:
         return
-    if status.is_terminal:
-        with status.status("loading local model…"):
-            await model.load()
-    else:
-        status.print("loading local model…", style="dim")
-        await model.load()
+    for leaf in _clients(model):
+        if not isinstance(leaf, local.LocalModel):
+            continue
+        if status.is_terminal:
+            with status.status("loading local model…"):
+                await leaf.load()
+        else:
+            status.print("loading local model…", style="dim")
+            await leaf.load()
 
 
 async def answer(
@@ -143,9 +148,27 @@ def run_once(
 async def close_model(model: ChatModel) -> None:
     """Release the model's resources (connection pools) if it holds any."""
     # Not part of the ChatModel protocol: only clients with pools (HTTP) have `aclose`.
-    aclose = getattr(model, "aclose", None)
-    if aclose is not None:
-        await aclose()
+    for client in _clients(model):
+        aclose = getattr(client, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _clients(model: ChatModel) -> list[ChatModel]:
+    """The provider clients inside a stack of wrappers (through `inner` and routers)."""
+    found: list[ChatModel] = []
+    pending = [model]
+    while pending:
+        current = pending.pop()
+        inner = getattr(current, "inner", None)
+        deployments = getattr(current, "deployments", None)
+        if inner is not None:
+            pending.append(inner)
+        elif deployments is not None:
+            pending.extend(deployment.model for deployment in deployments)
+        else:
+            found.append(current)
+    return found
 
 
 async def _aclose(events: AsyncIterator[Event]) -> None:
