@@ -32,6 +32,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from _common import raise_fd_limit, write_report  # bench/ is on sys.path
+
 VARIANTS = ("openai", "aiohttp", "agentguild")
 QUESTION = "What is 2 + 3?"
 EXPECTED = "5"
@@ -234,15 +236,6 @@ async def measure(variant: str, url: str, n: int, concurrency: int, warmup: int)
 # ---- parent: server, children, report ---------------------------------------------------
 
 
-def raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    if target < needed:
-        print(f"warning: fd limit {target} < {needed}; raise `ulimit -Hn`", file=sys.stderr)
-
-
 def run_child(variant: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     import psutil
 
@@ -368,12 +361,12 @@ def main() -> None:
             print(f"running {variant}...", file=sys.stderr, flush=True)
             report["variants"][variant] = run_child(variant, url, args)
     print_table(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-    if args.plot:
-        plot(report, (args.out or Path("bench/results/agent_loop.json")).with_suffix(".png"))
-    print(json.dumps(report))
+    write_report(
+        report,
+        out=args.out,
+        plot=plot if args.plot else None,
+        default_out=Path("bench/results/agent_loop.json"),
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import re
-import resource
 import secrets
 import select
 import shutil
@@ -46,6 +45,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from _common import raise_fd_limit, write_report  # bench/ is on sys.path
 
 BENCH_DIR = Path(__file__).resolve().parent
 CLIENT = BENCH_DIR / "_load_client.py"
@@ -643,15 +644,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    if target < needed:
-        print(f"warning: fd limit {target} < {needed}; raise `ulimit -Hn`", file=sys.stderr)
-
-
 def main() -> None:
     args = parse_args()
     if args.serve:
@@ -721,12 +713,12 @@ def main() -> None:
         CLEANUP.run()
     summarise_cache(report)
     print_table(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-    if args.plot:
-        plot(report, (args.out or Path("bench/results/server_load.json")).with_suffix(".png"))
-    print(json.dumps(report))
+    write_report(
+        report,
+        out=args.out,
+        plot=plot if args.plot else None,
+        default_out=Path("bench/results/server_load.json"),
+    )
 
 
 if __name__ == "__main__":
