@@ -28,6 +28,7 @@ from test_store_messages import MessagesContract
 from test_store_migrations import MigrationsContract
 from test_store_runs import RunsContract, ToolCallsContract, UsageContract
 from test_store_users_keys import ApiKeysContract, SystemContract, UsersContract
+from test_task_ownership import TaskOwnershipContract
 from test_tasks_sql_store import TaskStoreContract
 
 
@@ -131,6 +132,10 @@ class TestIsolationOnPostgres(PostgresBackend, IsolationContract):
 
 
 class TestTaskStoreOnPostgres(PostgresBackend, TaskStoreContract):
+    pass
+
+
+class TestTaskOwnershipOnPostgres(PostgresBackend, TaskOwnershipContract):
     pass
 
 

@@ -36,6 +36,31 @@ class RunsContract:
         assert failed.finished_at is not None
         assert failed.finished_at >= running.started_at
 
+    async def test_a_begun_run_is_ahead_of_a_waiting_one_whatever_their_clocks(
+        self, db: Database
+    ) -> None:
+        principal = await new_tenant(db)
+        input_ = [{"role": "user", "content": "later"}]
+        async with db.repos(principal) as repos:
+            conversation = await repos.conversations.create("usr_1", None, "")
+            waiting = await repos.runs.create(
+                conversation.id, None, None, None, "wait", pending_input=input_
+            )
+            # began (its input is in the conversation) on an instance whose clock is ahead
+            begun = await repos.runs.create(conversation.id, None, None, None, "wait", "running")
+            later = await repos.runs.create(
+                conversation.id, None, None, None, "wait", pending_input=input_
+            )
+            behind = await repos.runs.ahead_of(waiting)
+            behind_later = await repos.runs.ahead_of(later)
+            taken = await repos.runs.take_pending_input(waiting.id)
+            after_taking = await repos.runs.ahead_of(later)
+
+        assert [run.id for run in behind] == [begun.id]  # not `later`, created after it
+        assert [run.id for run in behind_later] == [waiting.id, begun.id]
+        assert taken == input_
+        assert [run.id for run in after_taking] == [waiting.id, begun.id]  # waiting began
+
     async def test_unknown_status_is_rejected(self, db: Database) -> None:
         principal = await new_tenant(db)
         _, run_id = await _run(db, principal)

@@ -10,11 +10,13 @@ import asyncio
 import json
 
 import pytest
+from sqlalchemy import select
 from test_store_support import SqliteBackend, new_tenant
 
 from agentguild import Assistant, Message
 from agentguild.llm import ChatRequest, ChatResponse, ScriptedModel
 from agentguild.store import ConflictError, Database, SqlTaskStore
+from agentguild.store.models import Instance, TaskRecord
 from agentguild.tasks import Mark, PlannedTeam, Subtask, Task, TaskStore
 from agentguild.types import Usage
 
@@ -253,31 +255,83 @@ class TaskStoreContract:
         assert kinds == ["start"] * 3 + ["end"] * 3  # all three ran at once
         assert_same(stored.to_json(), task.to_json())
 
-    async def test_at_start_running_tasks_fail_and_pending_ones_are_found(
+    async def test_a_tasks_owner_is_set_when_first_stored_and_kept_by_later_saves(
         self, db: Database
     ) -> None:
         tenant = (await new_tenant(db)).tenant_id
-        store = SqlTaskStore(db)
+        task = a_task(tenant)
+        unsaved = a_task(tenant, id="task_unsaved")
+        first, second = SqlTaskStore(db, owner="first"), SqlTaskStore(db, owner="second")
+
+        await first.save(task)
+        task.status = "completed"
+        await second.save(task)
+        await second.save_subtask(task, task.subtasks[1])
+        await second.save_subtask(unsaved, unsaved.subtasks[0])
+        stored = await second.get(task.id, tenant_id=tenant)
+
+        assert stored is not None
+        assert stored.status == "completed"
+        assert await owner_of(db, task.id) == "first"
+        assert await owner_of(db, unsaved.id) == "second"
+
+    async def test_orphaned_running_tasks_fail_and_pending_ones_are_taken_once(
+        self, db: Database
+    ) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        dead, mine = SqlTaskStore(db, owner="dead"), SqlTaskStore(db, owner="me")
         running = a_task(tenant, id="task_running")
         pending = a_task(tenant, id="task_pending", status="pending", subtasks=[], timeline=[])
         done = a_task(tenant, id="task_done", status="completed")
         for task in (running, pending, done):
-            await store.save(task)
+            await dead.save(task)
+        own_running = a_task(tenant, id="task_own_running")
+        own_pending = a_task(tenant, id="task_own_pending", status="pending", subtasks=[])
+        for task in (own_running, own_pending):
+            await mine.save(task)
 
-        failed = await store.fail_interrupted()
-        waiting = await store.pending()
-        stored = await store.get(running.id, tenant_id=tenant)
+        failed = await mine.fail_orphaned("me")
+        taken = await mine.take_orphaned("me")
+        again = await mine.take_orphaned("me")
+        stored = await mine.get(running.id, tenant_id=tenant)
 
         assert failed == 1
-        assert (tenant, "task_pending") in waiting
+        assert taken == [(tenant, "task_pending")]
+        assert again == []
+        assert await owner_of(db, pending.id) == "me"
         assert stored is not None
         assert stored.status == "failed"
         assert stored.error is not None
         assert "server stopped" in stored.error
         assert [s.status for s in stored.subtasks] == ["completed", "cancelled", "cancelled"]
-        done_now = await store.get(done.id, tenant_id=tenant)
-        assert done_now is not None
-        assert done_now.status == "completed"
+        for task_id, status in [(done.id, "completed"), (own_running.id, "running")]:
+            unchanged = await mine.get(task_id, tenant_id=tenant)
+            assert unchanged is not None
+            assert unchanged.status == status
+
+    async def test_a_live_owners_task_is_kept_until_it_releases_it(self, db: Database) -> None:
+        tenant = (await new_tenant(db)).tenant_id
+        store = SqlTaskStore(db, owner="me")
+        await store.save(a_task(tenant, id="task_1", status="pending", subtasks=[]))
+        async with db.session() as session:
+            session.add(Instance(id="me", kind="server", host="h", pid=1))
+        live = select(Instance.id)
+
+        await store.release(["task_1"], "someone else")  # not theirs: kept
+        kept = await store.take_orphaned("other", live)
+        await store.release(["task_1"], "me")
+        taken = await store.take_orphaned("other", live)
+
+        assert kept == []
+        assert taken == [(tenant, "task_1")]
+
+
+async def owner_of(db: Database, task_id: str) -> str | None:
+    async with db.session() as session:
+        owner: str | None = await session.scalar(
+            select(TaskRecord.owner).where(TaskRecord.id == task_id)
+        )
+    return owner
 
 
 class TestTaskStoreOnSqlite(SqliteBackend, TaskStoreContract):

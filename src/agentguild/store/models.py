@@ -219,9 +219,19 @@ class Run(TenantScoped, Base):
     error: Mapped[str | None] = mapped_column(Text)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
+    """The process (`instances.id`) executing the run; null: none yet (a background run
+    waiting for a queue worker). Runs of dead owners are recovered by live instances."""
+    pending_input: Mapped[list[Any] | None] = mapped_column(
+        JSON(none_as_null=True), default=None, nullable=True
+    )
+    """A queued run's input messages (OpenAI format), added to the conversation when the
+    run's turn comes (runs on one conversation take turns); null once added."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_runs_conversation_status", "conversation_id", "status"),)
 
 
 class ToolCallRecord(TenantScoped, Base):
@@ -287,6 +297,9 @@ class TaskRecord(TenantScoped, Base):
     """Subtask starts and ends in order: `[subtask_id, "start" | "end", epoch seconds]`."""
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
+    """The process (`instances.id`) that queued or runs the task; tasks of dead owners
+    are taken over by live instances."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -317,3 +330,22 @@ class SubtaskRecord(TenantScoped, Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Instance(Base):
+    """A live server or worker process, known by its heartbeat (not tenant data).
+
+    Runs and tasks name the instance that owns them; when an instance stops beating (it
+    died), the others recover what it owned.
+    """
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """`host:pid:random`, unique per process start."""
+    kind: Mapped[str] = mapped_column(String(20))
+    """`server` or `worker`."""
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

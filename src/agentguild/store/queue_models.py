@@ -40,6 +40,10 @@ class QueueJob(Base):
     """Times the handler finished successfully: the audit says 1 for a completed job."""
     worker: Mapped[str | None] = mapped_column(String(200), default=None)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """When its id was last handed to the broker; null, or older than `updated_at` (queued
+    again since): not yet (a queued job whose send failed, or whose sender died, is sent
+    again by the sweeper)."""
     error: Mapped[str | None] = mapped_column(Text, default=None)
     result: Mapped[Any] = mapped_column(JSON, default=None, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -97,6 +97,9 @@ def newest_first(
             after_id = values[1]
         except (IndexError, TypeError, ValueError) as exc:
             raise InvalidCursorError(f"invalid pagination cursor {cursor[:40]!r}") from exc
+        # A forged cursor must not reach the database as a naive time or a non-text id.
+        if after_time.tzinfo is None or not isinstance(after_id, str):
+            raise InvalidCursorError(f"invalid pagination cursor {cursor[:40]!r}")
         condition: ColumnElement[bool] = or_(
             created_at < after_time, and_(created_at == after_time, row_id < after_id)
         )

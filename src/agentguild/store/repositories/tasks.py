@@ -9,16 +9,13 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...tasks.models import Mark, Subtask, Task
 from ...types import TaskStatus, Usage
 from ..errors import ConflictError
-from ..models import SubtaskRecord, TaskRecord, utcnow
+from ..models import SubtaskRecord, TaskRecord
 from ..views import Page
 from ._base import TenantRepo, newest_first, page_of
-
-INTERRUPTED_TASK_ERROR = "the server stopped while the task was running; submit it again"
 
 
 class TaskRepo(TenantRepo):
@@ -26,11 +23,13 @@ class TaskRepo(TenantRepo):
 
     Writes start with an UPDATE (an INSERT when there was nothing to update), never with a
     read, so concurrent writers queue on the database's write lock instead of failing.
+    A task's `owner` is written when the task is inserted and never by later saves (only
+    `take_orphaned_tasks` moves it).
     """
 
-    async def save(self, task: Task) -> None:
-        """Insert or replace the task, its subtasks and timeline. ConflictError if another
-        tenant has a task with this id."""
+    async def save(self, task: Task, *, owner: str | None = None) -> None:
+        """Insert or replace the task, its subtasks and timeline; `owner` is the task's owner
+        if this inserts it. ConflictError if another tenant has a task with this id."""
         self._check(task)
         values = _task_values(task)
         found = await self._session.scalar(
@@ -43,7 +42,9 @@ class TaskRepo(TenantRepo):
         if found is None:
             try:
                 await self._session.execute(
-                    insert(TaskRecord).values(id=task.id, tenant_id=self._tenant_id, **values)
+                    insert(TaskRecord).values(
+                        id=task.id, tenant_id=self._tenant_id, owner=owner, **values
+                    )
                 )
             except IntegrityError as exc:
                 raise ConflictError(f"task id {task.id!r} is taken") from exc
@@ -59,9 +60,9 @@ class TaskRepo(TenantRepo):
                 [self._subtask_row(task.id, i, s) for i, s in enumerate(task.subtasks)],
             )
 
-    async def save_subtask(self, task: Task, subtask: Subtask) -> None:
-        """Record a change of one subtask and the task's timeline (the whole task if it was
-        not stored yet)."""
+    async def save_subtask(self, task: Task, subtask: Subtask, *, owner: str | None = None) -> None:
+        """Record a change of one subtask and the task's timeline (the whole task, owned by
+        `owner`, if it was not stored yet)."""
         self._check(task)
         found = await self._session.scalar(
             update(TaskRecord)
@@ -71,7 +72,7 @@ class TaskRepo(TenantRepo):
             .execution_options(synchronize_session=False)
         )
         if found is None:
-            await self.save(task)
+            await self.save(task, owner=owner)
             return
         updated = await self._session.scalar(
             update(SubtaskRecord)
@@ -151,39 +152,6 @@ class TaskRepo(TenantRepo):
             "depends_on": list(subtask.depends_on),
             **_subtask_values(subtask),
         }
-
-
-async def fail_interrupted_tasks(session: AsyncSession) -> int:
-    """Tasks left `running` by a process that died become `failed` (their unfinished
-    subtasks `cancelled`); how many. Every tenant: for one process's start only."""
-    now = utcnow()
-    ids = (
-        await session.scalars(
-            update(TaskRecord)
-            .where(TaskRecord.status == "running")
-            .values(status="failed", error=INTERRUPTED_TASK_ERROR, finished_at=now)
-            .returning(TaskRecord.id)
-            .execution_options(synchronize_session=False)
-        )
-    ).all()
-    if ids:
-        await session.execute(
-            update(SubtaskRecord)
-            .where(SubtaskRecord.task_id.in_(ids), SubtaskRecord.status.in_(("pending", "running")))
-            .values(status="cancelled", error=INTERRUPTED_TASK_ERROR, finished_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    return len(ids)
-
-
-async def pending_tasks(session: AsyncSession) -> list[tuple[str, str]]:
-    """(tenant id, task id) of every `pending` task, oldest first. Every tenant."""
-    rows = await session.execute(
-        select(TaskRecord.tenant_id, TaskRecord.id)
-        .where(TaskRecord.status == "pending")
-        .order_by(TaskRecord.created_at, TaskRecord.id)
-    )
-    return [(tenant_id, task_id) for tenant_id, task_id in rows.all()]
 
 
 # ---- rows <-> records --------------------------------------------------------------------
