@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class _Section(BaseModel):
@@ -76,6 +76,22 @@ class ServerSettings(_Section):
     """How long a run's event stream stays in Redis after its last event or its end."""
     event_stream_maxlen: Annotated[int, Field(ge=1000)] = 100_000
     """About the most events one run's Redis stream keeps (a guard against runaway runs)."""
+    heartbeat_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    """How often each server and worker process refreshes its row in `instances` (and
+    sweeps for dead ones)."""
+    instance_stale_after_s: Annotated[float, Field(gt=0)] = 30.0
+    """A process whose heartbeat is older than this is dead: live instances interrupt its
+    runs and take over its tasks. Must exceed `heartbeat_interval_s`."""
+
+    @model_validator(mode="after")
+    def _stale_after_beats(self) -> ServerSettings:
+        if self.instance_stale_after_s <= self.heartbeat_interval_s:
+            raise ValueError(
+                "server.instance_stale_after_s must exceed server.heartbeat_interval_s "
+                f"({self.instance_stale_after_s} <= {self.heartbeat_interval_s}); a few "
+                "intervals is usual (defaults: 30 and 5)"
+            )
+        return self
 
 
 class QueueSettings(_Section):
@@ -100,3 +116,8 @@ class QueueSettings(_Section):
     """Redis broker only: an unacknowledged message is re-delivered after this long."""
     concurrency: Annotated[int, Field(ge=1)] = 4
     """Jobs one in-process queue (or one worker) runs at a time."""
+    resend_after_s: Annotated[float, Field(ge=0)] = 30.0
+    """Celery only: a job still queued this long after it was stored (or released) and
+    never handed to the broker (the send failed, or its sender died) is sent again."""
+    sweep_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    """Celery only: how often a server looks for such unsent jobs."""

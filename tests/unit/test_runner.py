@@ -223,6 +223,22 @@ async def test_a_tenant_cannot_exceed_its_active_run_limit(tmp_path: Path) -> No
             await w.runner.start(w.principal, w.conversation_id, [Message.user("y")])
 
 
+async def test_a_tenant_at_its_run_limit_may_interrupt_its_active_run(tmp_path: Path) -> None:
+    model = BlockingModel()
+    async with world(tmp_path, model, limits=RunLimits(max_active_runs=1)) as w:
+        first = await w.runner.start(w.principal, w.conversation_id, [Message.user("x")])
+        await model.called.wait()
+
+        second = await w.runner.start(
+            w.principal, w.conversation_id, [Message.user("y")], multitask="interrupt"
+        )
+
+        assert first.status == "cancelled"
+        assert second.run_id != first.run_id
+        second.cancel()
+        await second.wait()
+
+
 async def test_a_tenants_own_settings_override_the_default_limits(tmp_path: Path) -> None:
     model = BlockingModel()
     async with world(tmp_path, model, tenant_settings={"max_active_runs": 1}) as w:

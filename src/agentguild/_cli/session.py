@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from .._aio import aclose
 from ..errors import AgentguildError
-from ..types import Event, Message, RunResult
+from ..types import Message, RunResult
 from .render import EventRenderer
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ async def answer(
             if isinstance(event, RunResult):
                 result = event
     finally:
-        await _aclose(events)
+        await aclose(events)
         if renderer is not None:
             renderer.end_line()
     if result is None:
@@ -169,10 +170,3 @@ def _clients(model: ChatModel) -> list[ChatModel]:
         else:
             found.append(current)
     return found
-
-
-async def _aclose(events: AsyncIterator[Event]) -> None:
-    # `Agent.run` is typed as an AsyncIterator; in practice it is an async generator.
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -89,6 +89,35 @@ class AgentCatalog:
             entry = (await self._snapshot(principal, force=True)).by_name.get(name)
         return entry
 
+    async def resolve(self, principal: Principal, id_or_name: str) -> CatalogEntry | None:
+        """The caller's tenant's live agent with this id, or else this name; or None."""
+        return await self.get(principal, id_or_name) or await self.by_name(principal, id_or_name)
+
+    async def at_version(
+        self, principal: Principal, agent_id: str, version: int | None
+    ) -> CatalogEntry | None:
+        """The live agent as configured at `version` (a run resumed after its agent changed
+        goes on with the configuration it started with); None if the agent is gone.
+        Other versions than the current one are built anew on each call (not cached)."""
+        entry = await self.get(principal, agent_id)
+        if entry is None or version is None or entry.version == version:
+            return entry
+        async with self.db.repos(principal) as repos:
+            old = await repos.agents.get_version(agent_id, version)
+        if old is None:
+            return entry
+        view = AgentView(
+            id=entry.id,
+            tenant_id=principal.tenant_id,
+            name=entry.name,
+            description=entry.description,
+            version=old.version,
+            config=old.config,
+            created_at=old.created_at,
+            updated_at=old.created_at,
+        )
+        return self._entry(view)
+
     async def list(self, principal: Principal) -> list[CatalogEntry]:
         """The caller's tenant's live agents, oldest first."""
         snapshot = await self._snapshot(principal)

@@ -264,23 +264,32 @@ class _OwnedLog(RunLog):
             self._bus._ended(self._run_id)
 
 
-def event_bus_from_settings(server: ServerSettings) -> EventBus:
-    """The bus `server.event_bus` selects: `memory`, `redis` (needs `server.redis_url`),
-    or `auto` (Redis when `redis_url` is set)."""
+def shared_bus_url(server: ServerSettings) -> str | None:
+    """The Redis URL instances share events (and cancel requests) through, per
+    `server.event_bus`: `memory` (None: this process only), `redis` (needs
+    `server.redis_url`), or `auto` (Redis when `redis_url` is set)."""
     kind = server.event_bus
     if kind == "auto":
         kind = "redis" if server.redis_url else "memory"
     if kind == "memory":
-        return InProcessEventBus()
+        return None
     if not server.redis_url:
         raise ConfigError(
             "server.event_bus is 'redis' but server.redis_url is not set; set "
             "AGENTGUILD_SERVER__REDIS_URL or use event_bus 'memory'"
         )
+    return server.redis_url
+
+
+def event_bus_from_settings(server: ServerSettings) -> EventBus:
+    """The bus `server.event_bus` selects (see `shared_bus_url`)."""
+    url = shared_bus_url(server)
+    if url is None:
+        return InProcessEventBus()
     from ._events_redis import RedisEventBus
 
     return RedisEventBus(
-        server.redis_url,
+        url,
         ttl_s=server.event_stream_ttl_s,
         finished_ttl_s=server.event_stream_ttl_s,
         maxlen=server.event_stream_maxlen,

@@ -33,9 +33,20 @@ class RunLimits:
     """Limits of one tenant (the defaults, or a tenant's own)."""
 
     max_active_runs: int = 64
-    """Runs of one tenant queued or running at once in this process (more: `RunLimitError`)."""
+    """Runs of one tenant queued or running at once, counted over every instance and
+    queue worker (more: `RunLimitError`; concurrent starts on different instances may
+    overshoot it by a few)."""
     max_tokens_per_month: int | None = None
     """Prompt plus completion tokens a tenant may use per calendar month (UTC); None: no cap."""
+
+    def check_active(self, active: int) -> None:
+        """Raise `RunLimitError` if `active` runs (queued or running, besides the one about
+        to start) leave no room for one more."""
+        if active >= self.max_active_runs:
+            raise RunLimitError(
+                f"this tenant already has {active} active runs (limit {self.max_active_runs}); "
+                "wait for one to finish or cancel one"
+            )
 
 
 @dataclass(frozen=True, slots=True)

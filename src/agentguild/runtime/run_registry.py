@@ -145,6 +145,12 @@ class RunRegistry:
             return None
         return handle
 
+    def lookup(self, run_id: str) -> RunHandle | None:
+        """The run with that id if this process has it, whatever its tenant (for callers
+        that have already authorised the request, like cancel requests from other
+        instances)."""
+        return self._runs.get(run_id)
+
     def finished(self, handle: RunHandle) -> None:
         """Note that a run ended (it stays available until evicted)."""
         self._finished[handle.run_id] = handle.finished_at or time.monotonic()

@@ -5,8 +5,11 @@ so a run does not depend on any client: streamed runs are cancelled when their l
 follower leaves, awaited ones when their caller leaves, background ones never. Every
 event is persisted as it happens (see `_recorder`) and published to the run's log, which
 clients follow and resume (`RunHandle.events`). A run's status goes
-`queued -> running -> completed | failed | cancelled`; runs a dead process left behind
-become `interrupted` at the next start (`recover`).
+`queued -> running -> completed | failed | cancelled`. Runs on one conversation take turns
+(the `multitask` policy, see `_turns`). Each run names the instance executing it
+(`owner`); runs whose owner died become `interrupted` (`recover`, run by every live
+instance's heartbeat sweep), and a cancel request reaches the run's owner wherever it is
+(`cancels`).
 """
 
 from __future__ import annotations
@@ -14,33 +17,38 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
-from typing import TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
+from .._aio import aclose, unbroken
 from ..agents.base import Agent
 from ..errors import AgentguildError
 from ..security import Principal
 from ..store.db import Database
 from ..store.errors import NotFoundError
 from ..store.models import Run
-from ..store.repositories.runs import mark_interrupted
 from ..store.usage_writer import UsageWriter
 from ..types import ErrorEvent, Event, JSONObject, Message, MessageEvent
 from ._background import RUN_JOB, run_job_key, run_job_payload
 from ._history import close_open_tool_calls
+from ._ownership import RunOwnership
 from ._recorder import RunRecorder
-from ._replay import replay_stored_run
+from ._replay import follow_stored, stored_result
 from ._resume import in_flight_rows, resume_steps
+from ._turns import ConversationBusyError, MultitaskPolicy, store_run, wait_until_ended
 from .agent_factory import bind_caller, run_events
-from .catalog import AgentCatalog
+from .cancels import CancelChannel
+from .catalog import AgentCatalog, CatalogEntry
 from .event_codec import TERMINAL_STATUSES, RunStatus, encode_event
 from .events import EventBus, InProcessEventBus
+from .instances import InstanceHeartbeat
 from .limits import QuotaExceededError, RunLimitError, RunLimits, TenantLimits
 from .queue import TaskQueue
 from .run_registry import RunHandle, RunMode, RunRegistry
 from .views import run_view
 
 __all__ = [
+    "ConversationBusyError",
+    "MultitaskPolicy",
     "NoAgentError",
     "QuotaExceededError",
     "RunLimitError",
@@ -50,7 +58,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _INTERNAL_ERROR = "the run failed because of an internal error"
 _WORKER_LOST = "Error: the worker running this tool call stopped before it finished."
@@ -73,6 +80,9 @@ class Runner:
         limits: RunLimits | TenantLimits | None = None,
         events: EventBus | None = None,
         queue: TaskQueue | None = None,
+        instance: InstanceHeartbeat | None = None,
+        cancels: CancelChannel | None = None,
+        cancel_wait_s: float = 10.0,
     ) -> None:
         self.db = db
         self.catalog = catalog
@@ -85,6 +95,19 @@ class Runner:
         None: they run in this process like the others."""
         self.limits = limits if isinstance(limits, TenantLimits) else TenantLimits(db, limits)
         """Per-tenant limits (active runs, monthly tokens), cached."""
+        self.ownership = RunOwnership(
+            db,
+            self.registry,
+            instance=instance,
+            cancels=cancels,
+            cancel_wait_s=cancel_wait_s,
+            queue_owns_background=queue is not None,
+        )
+        """This process among the others: run owners, cancel requests, recovery, turns."""
+        self.owner = self.ownership.owner
+        """The id runs executing here are owned by."""
+        self.cancels = self.ownership.cancels
+        """Where cancel requests for runs executing elsewhere go (and come from)."""
         self._starting: Counter[str] = Counter()
         self._closing = False
         self._finishing: set[asyncio.Future[None]] = set()
@@ -97,39 +120,30 @@ class Runner:
         *,
         agent_id: str | None = None,
         mode: RunMode = "stream",
+        multitask: MultitaskPolicy = "enqueue",
     ) -> RunHandle:
         """Store a new run and its input messages, and start the agent on the conversation.
 
-        The agent is `agent_id`, an id or a name (default: the conversation's agent). Raises
-        `NotFoundError` (no such conversation or agent in the tenant), `NoAgentError`,
-        `ConfigError` (the agent cannot be built here), `RunLimitError` or
-        `QuotaExceededError`.
+        The agent is `agent_id`, an id or a name (default: the conversation's agent).
+        `multitask` says what happens if the conversation has active runs (see `_turns`).
+        Raises `NotFoundError` (no such conversation or agent in the tenant),
+        `NoAgentError`, `ConfigError` (the agent cannot be built here), `RunLimitError`,
+        `QuotaExceededError` or `ConversationBusyError`.
         """
-        tenant = principal.tenant_id
-        limit = (await self.limits.limits(principal)).max_active_runs
-        active = self.registry.count_active(tenant) + self._starting[tenant]
-        if active >= limit:
-            raise RunLimitError(
-                f"this tenant already has {active} active runs (limit {limit}); "
-                "wait for one to finish or cancel one"
-            )
+        entry = await self._agent_of(principal, conversation_id, agent_id)
+        agent = entry.agent  # the agent can run here (else ConfigError) before anything stops
         await self.limits.check_tokens(principal)
-        self._starting[tenant] += 1
-        try:
-            return await self._start(principal, conversation_id, input_messages, agent_id, mode)
-        finally:
-            self._starting[tenant] -= 1
-            if not self._starting[tenant]:
-                del self._starting[tenant]
+        if multitask == "interrupt":
+            await self.interrupt(principal, conversation_id)
+        limits = await self.limits.limits(principal)
+        return await self._start(
+            principal, conversation_id, input_messages, entry, agent, mode, multitask, limits
+        )
 
-    async def _start(
-        self,
-        principal: Principal,
-        conversation_id: str,
-        input_messages: Sequence[Message],
-        agent_id: str | None,
-        mode: RunMode,
-    ) -> RunHandle:
+    async def _agent_of(
+        self, principal: Principal, conversation_id: str, agent_id: str | None
+    ) -> CatalogEntry:
+        """The agent `agent_id` (an id or a name), default: the conversation's."""
         if agent_id is None:
             async with self.db.repos(principal) as repos:
                 conversation = await repos.conversations.get(conversation_id)
@@ -140,18 +154,42 @@ class Runner:
                 raise NoAgentError(
                     f"conversation {conversation_id!r} has no agent; name one with `agent_id`"
                 )
-        entry = await self.catalog.get(principal, agent_id) or await self.catalog.by_name(
-            principal, agent_id
-        )
+        entry = await self.catalog.resolve(principal, agent_id)
         if entry is None:
             raise NotFoundError(f"agent {agent_id!r} not found")
-        agent = entry.agent
-        async with self.db.repos(principal) as repos:
-            run = await repos.runs.create(
-                conversation_id, entry.id, entry.version, principal.user_id, mode
+        return entry
+
+    async def _start(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        input_messages: Sequence[Message],
+        entry: CatalogEntry,
+        agent: Agent,
+        mode: RunMode,
+        multitask: MultitaskPolicy,
+        limits: RunLimits,
+    ) -> RunHandle:
+        to_queue = mode == "background" and self.queue is not None
+        tenant = principal.tenant_id
+        self._starting[tenant] += 1  # counted until its run is stored
+        try:
+            run, history = await store_run(
+                self.db,
+                principal,
+                conversation_id,
+                input_messages,
+                entry,
+                mode,
+                multitask,
+                limits,
+                owner=None if to_queue else self.owner,
+                starting=self._starting[tenant] - 1,
             )
-            await repos.messages.append(conversation_id, list(input_messages), run_id=run.id)
-            history = await repos.messages.history(conversation_id)
+        finally:
+            self._starting[tenant] -= 1
+            if not self._starting[tenant]:
+                del self._starting[tenant]
         handle = RunHandle(
             run.id,
             tenant_id=run.tenant_id,
@@ -161,7 +199,8 @@ class Runner:
             log=self.events.run_log(run.id),
         )
         handle.view = run_view(run)
-        if mode == "background" and self.queue is not None:
+        if to_queue:
+            assert self.queue is not None
             # A queue worker runs it (`Runner.resume`); its events come over the event bus.
             await self.queue.enqueue(
                 RUN_JOB,
@@ -172,8 +211,7 @@ class Runner:
             return handle
         self.registry.add(handle)
         handle.task = asyncio.create_task(
-            self._execute(handle, principal, agent, close_open_tool_calls(history)),
-            name=f"agentguild-run-{run.id}",
+            self._execute(handle, principal, agent, history), name=f"agentguild-run-{run.id}"
         )
         handle.task.add_done_callback(lambda _: self._cancelled_before_start(handle, principal))
         return handle
@@ -186,16 +224,18 @@ class Runner:
         Raises `NotFoundError` if the tenant has no such run or its agent is gone.
         """
         async with self.db.repos(principal) as repos:
-            run = await repos.runs.get(run_id)
+            run = await repos.runs.claim(run_id, self.owner)
             if run is None:
-                raise NotFoundError(f"run {run_id!r} not found")
-            if run.status in ("completed", "failed", "cancelled"):
+                if await repos.runs.get(run_id) is None:
+                    raise NotFoundError(f"run {run_id!r} not found")
                 return None
             history = await repos.messages.history(run.conversation_id)
             calls = await repos.tool_calls.list(run_id)
             for row in in_flight_rows(calls):
                 await repos.tool_calls.finish(row.id, _WORKER_LOST, True, None)
-        entry = None if run.agent_id is None else await self.catalog.get(principal, run.agent_id)
+        entry = None
+        if run.agent_id is not None:
+            entry = await self.catalog.at_version(principal, run.agent_id, run.agent_version)
         if entry is None:
             raise NotFoundError(f"agent {run.agent_id!r} of run {run_id!r} not found")
         handle = RunHandle(
@@ -208,9 +248,13 @@ class Runner:
         )
         handle.view = run_view(run)
         self.registry.add(handle)
-        steps = resume_steps(history, calls, self.catalog.factory.tools, entry.name)
+        if run.pending_input is not None:  # its turn had not come yet: start it afresh
+            todo = self._execute(handle, principal, entry.agent, None)
+        else:
+            steps = resume_steps(history, calls, self.catalog.factory.tools, entry.name)
+            todo = self._execute(handle, principal, entry.agent, history, steps)
         handle.task = asyncio.create_task(
-            self._execute(handle, principal, entry.agent, history, steps),
+            todo,
             name=f"agentguild-run-{run.id}",
         )
         handle.task.add_done_callback(lambda _: self._cancelled_before_start(handle, principal))
@@ -235,48 +279,55 @@ class Runner:
         handle = self.live(principal, run_id)
         if handle is not None:
             return handle.events(after_seq)
-        async with self.db.repos(principal) as repos:
-            run = await repos.runs.get(run_id)
-            if run is None:
-                return None
-            ended = run.status in TERMINAL_STATUSES
-            if (self.events.shared and not ended) or await self.events.has_run(run_id):
-                if not ended:
-                    return self.events.subscribe(run_id, after_seq)
-                completion = (await replay_stored_run(repos, run))[-1]
-                events_after = self.events.subscribe(run_id, after_seq)
-                return _ended_on_bus(events_after, completion, after_seq)
-            events = await replay_stored_run(repos, run)
-        return _replay(events, after_seq)
+        return await follow_stored(self.db, self.events, principal, run_id, after_seq)
+
+    async def join(
+        self, principal: Principal, run_id: str
+    ) -> tuple[Run, str, list[JSONObject]] | None:
+        """Wait until the run has ended, wherever it executes; the stored run, its output
+        and the messages it added (OpenAI format). None if the tenant has no such run."""
+        await wait_until_ended(self.db, principal, run_id, self.ownership.live)
+        return await stored_result(self.db, principal, run_id)
 
     async def cancel(self, principal: Principal, run_id: str) -> Run | None:
         """Cancel the run and wait until it has stopped; returns the stored run (None if
-        the tenant has none with this id). Finished runs are returned unchanged."""
+        the tenant has none with this id). Finished runs are returned unchanged.
+
+        A run executing in another process is sent a cancel request; if that process
+        does not stop it within `cancel_wait_s`, the run is returned as it is. A run no
+        live process executes (waiting for a queue worker, or its process died) is
+        marked `cancelled` at once.
+        """
         handle = self.live(principal, run_id)
         if handle is not None:
             handle.cancel()
             await handle.wait()
+            return await self.get(principal, run_id)
+        run = await self.get(principal, run_id)
+        if run is None or run.status in TERMINAL_STATUSES:
+            return run
+        return await self.ownership.cancel_elsewhere(principal, run)
+
+    async def interrupt(self, principal: Principal, conversation_id: str) -> list[str]:
+        """Cancel every active run of the conversation (wherever it executes) and wait
+        until they have stopped; their ids."""
         async with self.db.repos(principal) as repos:
-            run = await repos.runs.get(run_id)
-            if run is not None and handle is None and run.status not in TERMINAL_STATUSES:
-                # No process is running it any more (its server died before it was marked).
-                run = await repos.runs.set_status(run_id, "cancelled")
-        return run
+            active = [run.id for run in await repos.runs.active(conversation_id)]
+        await asyncio.gather(*(self.cancel(principal, run_id) for run_id in active))
+        return active
+
+    async def listen(self) -> None:
+        """Take cancel requests for the runs executing here from every instance (call it
+        once, at start)."""
+        await self.ownership.listen()
 
     async def recover(self) -> int:
-        """At start: mark runs left `running` by a dead process `interrupted`; how many.
+        """Mark the queued and running runs no live instance executes (their process
+        died) `interrupted`; how many. Every live instance calls it on each heartbeat sweep.
 
         With a queue, background runs are left alone: queue workers own (and resume) them.
         """
-        if self.queue is not None:
-            async with self.db.session() as session:
-                count = await mark_interrupted(session, Run.mode != "background")
-        else:
-            async with self.db.system() as system:
-                count = await system.mark_interrupted_runs()
-        if count:
-            logger.warning("runs.interrupted", extra={"count": count})
-        return count
+        return await self.ownership.recover()
 
     async def aclose(self) -> None:
         """Stop every active run (marked `interrupted`) and wait for them to be recorded."""
@@ -291,18 +342,21 @@ class Runner:
         handle: RunHandle,
         principal: Principal,
         agent: Agent,
-        history: list[Message],
+        history: list[Message] | None,
         resumed: AsyncIterator[Event] | None = None,
     ) -> None:
+        """Run the agent on `history` (None: the run waits for its turn first)."""
         bind_caller(principal.tenant_id, principal.caller_id)
         recorder = RunRecorder(self.db, principal, handle, self.usage_writer)
         status: RunStatus = "completed"
         error: str | None = None
         try:
-            await _unbroken(recorder.started())
+            if history is None:
+                history = await self.ownership.take_turn(handle, principal)
+            await unbroken(recorder.started())
             if resumed is not None:
                 async for step in resumed:
-                    await _unbroken(recorder.record(step))
+                    await unbroken(recorder.record(step))
                     if isinstance(step, MessageEvent):
                         history.append(step.message)
                 history = close_open_tool_calls(history)
@@ -310,11 +364,11 @@ class Runner:
             try:
                 async for event in events:
                     if recorder.stores(event):
-                        await _unbroken(recorder.record(event))
+                        await unbroken(recorder.record(event))
                     else:
                         await recorder.record(event)
             finally:
-                await _aclose(events)
+                await aclose(events)
         except asyncio.CancelledError:
             status = "interrupted" if self._closing else "cancelled"
             raise
@@ -324,7 +378,7 @@ class Runner:
             if not isinstance(exc, AgentguildError):
                 handle.log.append(encode_event(ErrorEvent("InternalError", error, handle.agent)))
         finally:
-            await _unbroken(self._finish(recorder, status, error))
+            await unbroken(self._finish(recorder, status, error))
 
     def _cancelled_before_start(self, handle: RunHandle, principal: Principal) -> None:
         # A task cancelled before its first step never runs its body (nor its `finally`).
@@ -346,61 +400,7 @@ class Runner:
         self.registry.finished(handle)
 
 
-async def _unbroken(write: Awaitable[T]) -> T:
-    """Await a database write that cancelling the run must not interrupt half-way (a
-    transaction cut off mid-commit can hold SQLite's write lock); a cancellation arriving
-    meanwhile is raised once the write is done."""
-    task = asyncio.ensure_future(write)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        raise
-
-
-async def _aclose(events: AsyncIterator[Event]) -> None:
-    close = getattr(events, "aclose", None)
-    if close is not None:
-        await close()
-
-
 def _describe(exc: Exception) -> str:
     if isinstance(exc, AgentguildError):
         return f"{type(exc).__name__}: {exc}"
     return _INTERNAL_ERROR
-
-
-_BUS_IDLE_S = 2.0
-"""How long a follower of an ended run waits on the bus for more before it concludes that
-the run's log stops short of its end."""
-
-
-async def _ended_on_bus(
-    events: AsyncGenerator[tuple[int, JSONObject], None], completion: JSONObject, after_seq: int
-) -> AsyncGenerator[tuple[int, JSONObject], None]:
-    """An ended run's events from the bus; if its log stops short of `run_completed` (the
-    process running it died), the stored `completion` ends it."""
-    seq = after_seq
-    try:
-        while True:
-            try:
-                seq, event = await asyncio.wait_for(anext(events), _BUS_IDLE_S)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                yield seq + 1, completion
-                return
-            yield seq, event
-    finally:
-        await events.aclose()
-
-
-async def _replay(
-    events: list[JSONObject], after_seq: int
-) -> AsyncGenerator[tuple[int, JSONObject], None]:
-    for seq, event in enumerate(events, start=1):
-        if seq > after_seq:
-            yield seq, event
-    if after_seq > len(events) and events and events[-1]["type"] == "run_completed":
-        # A resumed client's numbering came from the live log, which had more events.
-        yield after_seq + 1, events[-1]
