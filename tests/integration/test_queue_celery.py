@@ -14,19 +14,19 @@ import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 from _celery_workers import Worker
-from kombu import Connection
+from _queue_support import broker_url_for, celery_settings, postgres_database
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from agentguild._platform_settings import DatabaseSettings, QueueSettings
 from agentguild.runtime._background import RUN_JOB, run_job_payload
-from agentguild.runtime.celery_app import CeleryQueue, broker_queue
+from agentguild.runtime.celery_app import CeleryQueue
 from agentguild.runtime.queue import QUEUES
+from agentguild.runtime.queue_metrics import queue_metrics
 from agentguild.security import Principal, Role
 from agentguild.store.db import Database
 from agentguild.store.models import Run
@@ -40,56 +40,23 @@ WORKER_READY_S = 60.0
 REDIS_BROKER_DB = 14
 
 
-def _admin(server_url: str, statement: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(server_url)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
 @pytest.fixture(scope="module")
 def database_url(postgres_url: str) -> Iterator[str]:
     """A new PostgreSQL database for this module (dropped afterwards)."""
-    name = f"agentguild_test_queue_{secrets.token_hex(4)}"
-    _admin(postgres_url, f'CREATE DATABASE "{name}"')
-    url = make_url(postgres_url).set(drivername="postgresql+asyncpg", database=name)
-    yield url.render_as_string(hide_password=False)
-    _admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database(postgres_url, "agentguild_test_queue") as url:
+        yield url
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])
 def broker_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "redis":
-        url: str = request.getfixturevalue("redis_url")
-        return f"{url.rsplit('/', 1)[0]}/{REDIS_BROKER_DB}"
-    return str(request.getfixturevalue("rabbitmq_url"))
+    return broker_url_for(request, REDIS_BROKER_DB)
 
 
 @pytest.fixture
 def queue_settings(broker_url: str) -> Iterator[QueueSettings]:
     """Settings with queue names of their own; the broker queues are deleted afterwards."""
-    settings = QueueSettings(
-        backend="celery",
-        broker_url=broker_url,
-        queue_prefix=f"agtest-{secrets.token_hex(4)}",
-        max_retries=2,
-        retry_backoff_s=0.05,
-        retry_backoff_max_s=0.2,
-        lease_s=10,
-        concurrency=4,
-    )
-    yield settings
-    with Connection(broker_url) as conn:
-        channel = conn.default_channel
-        for name in QUEUES:
-            try:
-                channel.queue_delete(broker_queue(settings, name))
-            except Exception:
-                channel = conn.channel()
+    with celery_settings(broker_url, "agtest", lease_s=10, concurrency=4) as settings:
+        yield settings
 
 
 @pytest.fixture
@@ -343,7 +310,9 @@ async def test_a_run_on_a_stopped_worker_is_requeued_and_completed_by_the_next(
     assert tool_log.read_text().count("\n") == 1
     async with db.repos(principal) as repos:
         history = await repos.messages.history(conversation_id)
+        usage = await repos.usage.summary(datetime.now(UTC) - timedelta(hours=1))
     assert [m.role for m in history] == ["user", "assistant", "tool", "assistant"]
+    assert sum(total.total_tokens for total in usage) > 0  # the workers recorded usage
     view = await queue.status(job_id)
     assert view is not None
     assert view.status == "completed"
@@ -375,3 +344,101 @@ async def _run(db: Database, principal: Principal, run_id: str) -> Run:
         run = await repos.runs.get(run_id)
     assert run is not None
     return run
+
+
+def _unreachable(broker_url: str) -> str:
+    """The same broker URL on a port nothing listens on."""
+    scheme, rest = broker_url.split("://", 1)
+    credentials, _, location = rest.rpartition("@")
+    path = location.split("/", 1)[1] if "/" in location else ""
+    host = f"{credentials}@127.0.0.1:1" if credentials else "127.0.0.1:1"
+    return f"{scheme}://{host}/{path}"
+
+
+async def test_jobs_whose_send_failed_are_sent_by_a_sweeper_and_complete_once(
+    db: Database, queue_settings: QueueSettings, workers: list[Worker], tmp_path: Path
+) -> None:
+    # given jobs stored while the broker was unreachable, and jobs whose sender died
+    audit = tmp_path / "audit.log"
+    prefix = f"{queue_settings.queue_prefix}:unsent:"
+    offline = CeleryQueue(
+        db,
+        queue_settings.model_copy(
+            update={"broker_url": _unreachable(str(queue_settings.broker_url))}
+        ),
+    )
+    failed = [
+        await offline.enqueue(
+            "testing.record", {"path": str(audit), "value": n}, idempotency_key=f"{prefix}{n}"
+        )
+        for n in range(3)
+    ]
+    assert offline.send_failures == 3
+    assert b"agentguild_queue_send_failures_total 3.0" in await queue_metrics(offline)
+    await offline.aclose()
+    orphaned = [
+        (
+            await offline.store.create(
+                "testing.record",
+                {"path": str(audit), "value": n},
+                queue="research",
+                priority=4,
+                idempotency_key=f"{prefix}{n}",
+            )
+        )[0].id
+        for n in range(3, 5)
+    ]
+    for job_id in failed + orphaned:
+        job = await offline.store.get(job_id)
+        assert job is not None
+        assert (job.status, job.sent_at) == ("queued", None)
+
+    # when two servers' sweepers run against the healthy broker
+    settings = queue_settings.model_copy(update={"resend_after_s": 0.5, "sweep_interval_s": 0.2})
+    sweepers = [CeleryQueue(db, settings) for _ in range(2)]
+    for queue in sweepers:
+        await queue.start()
+    try:
+        await _wait_for(db, prefix, "completed", 5, within_s=60)
+    finally:
+        for queue in sweepers:
+            await queue.aclose()
+
+    # then each job ran exactly once, and its send is recorded
+    assert Counter(audit.read_text().splitlines()) == Counter(f"{prefix}{n}" for n in range(5))
+    for job_id in failed + orphaned:
+        job = await sweepers[0].store.get(job_id)
+        assert job is not None
+        assert job.completions == 1
+        assert job.sent_at is not None
+
+
+async def test_high_priority_jobs_run_before_low_priority_ones(
+    db: Database, queue_settings: QueueSettings, database_url: str, tmp_path: Path
+) -> None:
+    # given low (1) and high (8) priority jobs, alternating, queued while no worker runs
+    settings = queue_settings.model_copy(update={"concurrency": 1})
+    queue = CeleryQueue(db, settings)
+    audit = tmp_path / "order.log"
+    prefix = f"{settings.queue_prefix}:priority:"
+    for n in range(10):
+        for level, priority in (("low", 1), ("high", 8)):
+            await queue.enqueue(
+                "testing.record",
+                {"path": str(audit), "value": n},
+                priority=priority,
+                idempotency_key=f"{prefix}{level}{n}",
+            )
+    await queue.aclose()
+
+    # when one worker running one job at a time (prefetching one) works through them
+    worker = Worker(settings, database_url, tmp_path)
+    try:
+        worker.wait_ready()
+        await _wait_for(db, prefix, "completed", 20, within_s=60)
+    finally:
+        worker.stop()
+
+    # then every high-priority job ran before every low-priority one
+    order = [key.removeprefix(prefix).rstrip("0123456789") for key in audit.read_text().split()]
+    assert order == ["high"] * 10 + ["low"] * 10

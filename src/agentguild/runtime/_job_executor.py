@@ -105,12 +105,21 @@ class JobExecutor:
     """Executes delivered job ids for one worker."""
 
     def __init__(
-        self, store: JobStore, registry: JobRegistry, settings: QueueSettings, worker: str
+        self,
+        store: JobStore,
+        registry: JobRegistry,
+        settings: QueueSettings,
+        worker: str,
+        *,
+        broker_requeues: bool = False,
     ) -> None:
         self.store = store
         self.registry = registry
         self.settings = settings
         self.worker = worker
+        self.broker_requeues = broker_requeues
+        """A job cancelled by a shutdown goes back to the broker with its message (Celery
+        rejects it with `requeue`), so it needs no new send."""
 
     async def execute(self, job_id: str) -> Outcome:
         """Run the job if this delivery should; the outcome says whether to deliver again."""
@@ -138,7 +147,9 @@ class JobExecutor:
         try:
             result = await handler(context)
         except asyncio.CancelledError:
-            await asyncio.shield(self.store.release(job_id, self.worker))
+            await asyncio.shield(
+                self.store.release(job_id, self.worker, requeued=self.broker_requeues)
+            )
             raise
         except PermanentJobError as exc:
             await self.store.bury(job_id, _describe(exc))

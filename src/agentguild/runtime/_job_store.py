@@ -1,4 +1,5 @@
-"""The jobs' state in the database: creation by idempotency key, leases, outcomes, DLQ."""
+"""The jobs' state in the database: creation by idempotency key, broker sends, leases,
+outcomes, dead letters."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..store.db import Database
 from ..store.ids import new_id
 from ..store.models import utcnow
 from ..store.queue_models import DeadLetter, QueueJob
+from ..store.repositories._base import newest_first, page_of
+from ..store.views import Page
 
 ClaimKind = Literal["run", "finished", "busy", "missing"]
 
@@ -159,11 +162,19 @@ class JobStore:
             )
 
     async def release(
-        self, job_id: str, worker: str, error: str | None = None, *, uncount: bool = False
+        self,
+        job_id: str,
+        worker: str,
+        error: str | None = None,
+        *,
+        uncount: bool = False,
+        requeued: bool = False,
     ) -> None:
         """Give the job back (`queued`): to be retried, or re-run after a shutdown (then
-        `uncount`: the attempt does not count towards its retries)."""
+        `uncount`: the attempt does not count towards its retries). It waits for a re-send
+        (`sent_at` cleared) unless `requeued`: its message went back to the broker."""
         attempts = QueueJob.attempts - 1 if uncount else QueueJob.attempts
+        now = utcnow()
         async with self.db.session() as session:
             await session.execute(
                 update(QueueJob)
@@ -173,7 +184,8 @@ class JobStore:
                     attempts=attempts,
                     lease_until=None,
                     error=error,
-                    updated_at=utcnow(),
+                    updated_at=now,
+                    sent_at=now if requeued else None,
                 )
             )
 
@@ -200,10 +212,33 @@ class JobStore:
         return letter
 
     async def dead_letters(
-        self, *, include_redriven: bool = False, limit: int = 100, tenant_id: str | None = None
+        self,
+        *,
+        include_redriven: bool = False,
+        limit: int = 100,
+        tenant_id: str | None = None,
+        cursor: str | None = None,
     ) -> list[DeadLetter]:
-        """Dead letters, newest first (of one tenant's jobs if `tenant_id` is given)."""
-        query = select(DeadLetter).order_by(DeadLetter.created_at.desc()).limit(limit)
+        """Dead letters, newest first (of one tenant's jobs if `tenant_id` is given), after
+        `cursor` (a `next_cursor` of `dead_letter_page`)."""
+        page = await self.dead_letter_page(
+            include_redriven=include_redriven, limit=limit, tenant_id=tenant_id, cursor=cursor
+        )
+        return page.items
+
+    async def dead_letter_page(
+        self,
+        *,
+        include_redriven: bool = False,
+        limit: int = 100,
+        tenant_id: str | None = None,
+        cursor: str | None = None,
+    ) -> Page[DeadLetter]:
+        """One page of dead letters, newest first (keyset on `created_at`, `id`), and the
+        cursor of the next; InvalidCursorError for a malformed `cursor`."""
+        query = newest_first(
+            select(DeadLetter), DeadLetter.created_at, DeadLetter.id, cursor, limit
+        )
         if not include_redriven:
             query = query.where(DeadLetter.redriven_at.is_(None))
         if tenant_id is not None:
@@ -211,7 +246,7 @@ class JobStore:
         async with self.db.session() as session:
             letters = list((await session.scalars(query)).all())
             session.expunge_all()
-        return letters
+        return page_of(letters, limit)
 
     async def dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
         """One dead letter, or None."""
@@ -267,3 +302,66 @@ class JobStore:
             )
             session.expunge_all()
         return jobs
+
+    async def mark_sent(self, job_id: str, at: datetime) -> None:
+        """Record that the job's id went to the broker; `at` is taken just before the send,
+        so a release racing the send (newer `updated_at`) still counts as unsent."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(QueueJob)
+                .where(
+                    QueueJob.id == job_id,
+                    or_(QueueJob.sent_at.is_(None), QueueJob.sent_at < at),
+                )
+                .values(sent_at=at)
+            )
+
+    async def claim_unsent(
+        self, older_than_s: float, *, limit: int = 100, now: datetime | None = None
+    ) -> list[QueueJob]:
+        """Take jobs waiting for a send that never came (queued, not sent since, for
+        `older_than_s`) to send them, highest priority first. The claim moves a job's
+        `updated_at` to `now` (default: the current time) only if no one else has since, so
+        of two sweepers one gets it; if that one dies before sending, the job comes back
+        after `older_than_s`."""
+        now = now or utcnow()
+        cutoff = now - timedelta(seconds=older_than_s)
+        async with self.db.session() as session:
+            seen = (
+                await session.execute(
+                    select(QueueJob.id, QueueJob.updated_at)
+                    .where(_unsent(), QueueJob.updated_at <= cutoff)
+                    .order_by(QueueJob.priority.desc(), QueueJob.created_at)
+                    .limit(limit)
+                )
+            ).all()
+            if not seen:
+                return []
+            claimed = list(
+                (
+                    await session.scalars(
+                        update(QueueJob)
+                        .where(
+                            or_(
+                                *(
+                                    (QueueJob.id == job_id) & (QueueJob.updated_at == updated_at)
+                                    for job_id, updated_at in seen
+                                )
+                            ),
+                            _unsent(),
+                        )
+                        .values(updated_at=now)
+                        .returning(QueueJob)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).all()
+            )
+            session.expunge_all()
+        return sorted(claimed, key=lambda job: (-job.priority, job.created_at))
+
+
+def _unsent() -> ColumnElement[bool]:
+    """Queued and not sent since (`updated_at` moves when a job is queued again)."""
+    return (QueueJob.status == "queued") & or_(
+        QueueJob.sent_at.is_(None), QueueJob.sent_at < QueueJob.updated_at
+    )

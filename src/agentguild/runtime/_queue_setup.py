@@ -21,10 +21,14 @@ def task_queue_from_settings(settings: Settings, db: Database) -> TaskQueue:
 
 async def start_task_queue(queue: TaskQueue, runner: Runner) -> None:
     """Start an in-process queue, with background runs among its jobs (Celery workers
-    start their own)."""
+    start their own), or a Celery queue's sweeper of unsent jobs."""
     if isinstance(queue, InProcessQueue):
         register_run_jobs(queue.executor.registry, runner)
         await queue.start()
+        return
+    start = getattr(queue, "start", None)
+    if start is not None:
+        await start()
 
 
 async def close_task_queue(queue: TaskQueue) -> None:

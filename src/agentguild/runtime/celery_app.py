@@ -8,6 +8,10 @@ worker is delivered again; its lease in the database stops a second delivery fro
 it twice while its first worker is still alive (a Redis broker re-delivers messages that
 outlive its visibility timeout). Celery has no dead-letter queue: dead letters are rows.
 
+A job is stored before its id is sent, and `sent_at` records the send; a job whose send
+failed (the broker was down) or never happened (its sender died) is sent again by the
+sweeper of a `CeleryQueue` (`start`), so enqueuing succeeds while the broker is down.
+
 Priorities are 0 (lowest) .. 9 (highest) for callers. RabbitMQ queues are declared with
 `x-max-priority`; Redis emulates priorities with one list per level, where 0 is the
 highest, so the level is inverted for it (and ordering is approximate there).
@@ -17,21 +21,28 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from celery import Celery  # type: ignore[import-untyped]
 from celery.exceptions import Reject  # type: ignore[import-untyped]
 from kombu import Queue  # type: ignore[attr-defined]
+from kombu.exceptions import KombuError
 
 from .._platform_settings import DatabaseSettings, QueueSettings
 from ..errors import ConfigError
 from ..store.db import Database
+from ..store.models import utcnow
+from ..store.queue_models import QueueJob
 from ._job_executor import JobExecutor, JobRegistry, Outcome
 from ._job_store import JobStore
-from .queue import QUEUES, JobQueries, check_queue, worker_name
+from ._job_sweeper import UnsentSweeper
+from ._worker_census import WorkerCensus
+from .queue import QUEUES, JobQueries, worker_name
 
 __all__ = ["CeleryQueue", "WorkerRuntime", "broker_queue", "create_celery_app"]
 
@@ -39,6 +50,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TASK_NAME = "agentguild.execute_job"
+
+SEND_ERRORS = (KombuError, OSError)
+"""What a send to an unreachable broker raises (after kombu's own retries)."""
 
 
 def broker_queue(settings: QueueSettings, queue: str) -> str:
@@ -134,10 +148,27 @@ def _register_task(app: Celery, settings: QueueSettings, runtime: WorkerRuntime)
             # Worker shutting down: the job was released; the broker delivers it again.
             raise Reject("worker shutting down", requeue=True) from None
         if outcome.kind in ("retry", "deferred", "released"):
-            send_job(app, settings, job_id, outcome.queue, outcome.priority, outcome.delay_s)
+            _send_again(app, settings, runtime, job_id, outcome)
         return outcome.kind
 
     del execute_job
+
+
+def _send_again(
+    app: Celery, settings: QueueSettings, runtime: WorkerRuntime, job_id: str, outcome: Outcome
+) -> None:
+    """Re-send a job its worker gave back, and record the send; a failed send leaves it to
+    the servers' sweepers."""
+    at = utcnow()
+    try:
+        send_job(app, settings, job_id, outcome.queue, outcome.priority, outcome.delay_s)
+    except SEND_ERRORS as exc:
+        logger.warning("job.send_failed", extra={"job_id": job_id, "error": _describe(exc)})
+        return
+    # Shutting down: unrecorded, the job is sent once more by a sweeper (and the second
+    # delivery is dropped or deferred).
+    with contextlib.suppress(concurrent.futures.CancelledError):
+        runtime.call(runtime.store.mark_sent(job_id, at))
 
 
 class WorkerRuntime:
@@ -233,53 +264,63 @@ class WorkerRuntime:
             if not isinstance(jobs, JobRegistry):
                 jobs = asyncio.run_coroutine_threadsafe(jobs(db), loop).result()
             self._jobs = jobs
-            self._executor = JobExecutor(JobStore(db), jobs, self.settings, worker_name())
+            self._executor = JobExecutor(
+                JobStore(db), jobs, self.settings, worker_name(), broker_requeues=True
+            )
             self._loop = loop
             return loop
 
 
 class CeleryQueue(JobQueries):
-    """Jobs run by `agentguild worker` processes behind a Redis or RabbitMQ broker."""
+    """Jobs run by `agentguild worker` processes behind a Redis or RabbitMQ broker.
 
-    def __init__(self, db: Database, settings: QueueSettings) -> None:
+    `start` starts its sweeper, which sends again the jobs whose send failed; `aclose`
+    stops it. Worker counts come from a cached `inspect` (see `WorkerCensus`).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: QueueSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = JobStore(db)
         self.settings = settings
         self.app = create_celery_app(settings)
+        self.send_failures = 0
+        """Sends the broker refused (their jobs are sent again by a sweeper)."""
+        self.sweeper = UnsentSweeper(self.store, self._send, settings)
+        self.census = WorkerCensus(self._inspect_workers, clock=clock)
+        """Workers per queue; `clock` says when its counts are stale."""
+        self._sweeping: asyncio.Task[None] | None = None
 
-    async def enqueue(
-        self,
-        name: str,
-        payload: dict[str, Any],
-        *,
-        queue: str = "default",
-        priority: int | None = None,
-        idempotency_key: str | None = None,
-        tenant_id: str | None = None,
-    ) -> str:
-        """Store the job and send its id to the broker; an existing job's id for a known
-        `idempotency_key` (nothing is sent)."""
-        import os
+    async def start(self) -> None:
+        """Start the sweeper: every `sweep_interval_s`, jobs unsent for `resend_after_s`
+        (their send failed, or their sender died) are sent again."""
+        if self._sweeping is None:
+            self._sweeping = asyncio.create_task(
+                self.sweeper.run(), name="agentguild-queue-sweeper"
+            )
 
-        level = check_queue(queue, priority)
-        job, created = await self.store.create(
-            name,
-            payload,
-            queue=queue,
-            priority=level,
-            idempotency_key=idempotency_key or f"auto:{os.urandom(12).hex()}",
-            tenant_id=tenant_id,
-        )
-        if created:
-            await asyncio.to_thread(send_job, self.app, self.settings, job.id, queue, level)
-        return job.id
+    async def _deliver(self, job: QueueJob) -> None:
+        # A refused send is logged and counted; the job stays stored and the sweeper
+        # sends it later (`/ready` reports the broker down meanwhile).
+        await self._send(job)
 
-    async def redrive(self, dead_letter_id: str) -> str | None:
-        """Queue a dead letter's job again; its id, or None."""
-        job = await self.store.redrive(dead_letter_id)
-        if job is None:
-            return None
-        await asyncio.to_thread(send_job, self.app, self.settings, job.id, job.queue, job.priority)
-        return job.id
+    async def _send(self, job: QueueJob) -> bool:
+        """Send the job's id and record it; False (logged, counted) if the broker refused."""
+        at = utcnow()
+        try:
+            await asyncio.to_thread(
+                send_job, self.app, self.settings, job.id, job.queue, job.priority
+            )
+        except SEND_ERRORS as exc:
+            self.send_failures += 1
+            logger.warning("queue.send_failed", extra={"job_id": job.id, "error": _describe(exc)})
+            return False
+        await self.store.mark_sent(job.id, at)
+        return True
 
     async def ping(self) -> None:
         """Raise if the broker cannot be reached."""
@@ -291,21 +332,32 @@ class CeleryQueue(JobQueries):
         await asyncio.to_thread(connect)
 
     async def workers(self) -> dict[str, int]:
-        """Worker processes consuming each queue (those answering within a second)."""
+        """Worker processes consuming each queue (those answering an `inspect` within a
+        second), as last counted: refreshed in the background when older than
+        `WORKERS_TTL_S`; only the first call waits."""
+        counts = await self.census.get()
+        return {name: counts.get(name, 0) for name in QUEUES}
 
-        def inspect() -> dict[str, int]:
-            answers = self.app.control.inspect(timeout=1.0).active_queues() or {}
-            counts = dict.fromkeys(QUEUES, 0)
-            names = {broker_queue(self.settings, name): name for name in QUEUES}
-            for queues in answers.values():
-                for queue in queues:
-                    name = names.get(str(queue.get("name")))
-                    if name is not None:
-                        counts[name] += 1
-            return counts
-
-        return await asyncio.to_thread(inspect)
+    def _inspect_workers(self) -> dict[str, int]:
+        answers = self.app.control.inspect(timeout=1.0).active_queues() or {}
+        counts = dict.fromkeys(QUEUES, 0)
+        names = {broker_queue(self.settings, name): name for name in QUEUES}
+        for queues in answers.values():
+            for queue in queues:
+                name = names.get(str(queue.get("name")))
+                if name is not None:
+                    counts[name] += 1
+        return counts
 
     async def aclose(self) -> None:
-        """Release the broker connections."""
+        """Stop the sweeper and release the broker connections."""
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            await asyncio.gather(self._sweeping, return_exceptions=True)
+            self._sweeping = None
+        await self.census.aclose()
         await asyncio.to_thread(self.app.close)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -23,16 +23,16 @@ import itertools
 import logging
 import os
 import socket
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from .._platform_settings import QueueSettings
 from ..errors import AgentguildError
 from ..store.db import Database
-from ..store.queue_models import DeadLetter, QueueJob
+from ..store.queue_models import QueueJob
+from ..store.views import Page
 from ._job_executor import JobContext, JobExecutor, JobHandler, JobRegistry, PermanentJobError
 from ._job_store import JobStore
+from ._job_views import DeadLetterView, JobView
 
 __all__ = [
     "QUEUES",
@@ -58,75 +58,6 @@ class UnknownQueueError(AgentguildError):
     """A job was put on a queue that does not exist."""
 
 
-@dataclass(frozen=True, slots=True)
-class JobView:
-    """A job's state as the API shows it."""
-
-    id: str
-    name: str
-    queue: str
-    priority: int
-    status: str
-    """`queued`, `running`, `completed` or `dead`."""
-    tenant_id: str | None
-    attempts: int
-    completions: int
-    idempotency_key: str
-    error: str | None
-    result: Any
-    created_at: datetime
-    finished_at: datetime | None
-
-    @classmethod
-    def of(cls, job: QueueJob) -> JobView:
-        """The view of a stored job."""
-        return cls(
-            job.id,
-            job.name,
-            job.queue,
-            job.priority,
-            job.status,
-            job.tenant_id,
-            job.attempts,
-            job.completions,
-            job.idempotency_key,
-            job.error,
-            job.result,
-            job.created_at,
-            job.finished_at,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterView:
-    """A job that failed for good, as the API shows it."""
-
-    id: str
-    job_id: str
-    name: str
-    queue: str
-    tenant_id: str | None
-    error: str
-    attempts: int
-    created_at: datetime
-    redriven_at: datetime | None
-
-    @classmethod
-    def of(cls, letter: DeadLetter) -> DeadLetterView:
-        """The view of a stored dead letter."""
-        return cls(
-            letter.id,
-            letter.job_id,
-            letter.name,
-            letter.queue,
-            letter.tenant_id,
-            letter.error,
-            letter.attempts,
-            letter.created_at,
-            letter.redriven_at,
-        )
-
-
 class TaskQueue(Protocol):
     """Where background work goes; the same contract in process and on Celery."""
 
@@ -149,10 +80,28 @@ class TaskQueue(Protocol):
         ...
 
     async def dead_letters(
-        self, limit: int = 100, *, tenant_id: str | None = None
+        self,
+        limit: int = 100,
+        *,
+        tenant_id: str | None = None,
+        include_redriven: bool = False,
+        cursor: str | None = None,
     ) -> list[DeadLetterView]:
-        """Jobs that failed after their retries (not yet re-driven), newest first; only one
-        tenant's jobs if `tenant_id` is given."""
+        """Jobs that failed after their retries (not yet re-driven, unless
+        `include_redriven`), newest first; only one tenant's jobs if `tenant_id` is given;
+        after `cursor` (a `next_cursor` of `dead_letter_page`)."""
+        ...
+
+    async def dead_letter_page(
+        self,
+        limit: int = 100,
+        *,
+        tenant_id: str | None = None,
+        include_redriven: bool = False,
+        cursor: str | None = None,
+    ) -> Page[DeadLetterView]:
+        """`dead_letters` one page at a time: pass `next_cursor` back as `cursor` for the
+        next (None: last page); InvalidCursorError for a malformed cursor."""
         ...
 
     async def dead_letter(self, dead_letter_id: str) -> DeadLetterView | None:
@@ -197,9 +146,46 @@ def check_queue(queue: str, priority: int | None) -> int:
 
 
 class JobQueries:
-    """The read side and the dead-letter side shared by both queues."""
+    """What both queues share: storing jobs (then `_deliver`, each queue its own way), the
+    read side and the dead-letter side."""
 
     store: JobStore
+
+    async def enqueue(
+        self,
+        name: str,
+        payload: dict[str, Any],
+        *,
+        queue: str = "default",
+        priority: int | None = None,
+        idempotency_key: str | None = None,
+        tenant_id: str | None = None,
+    ) -> str:
+        """Store job `name` and deliver it; its id (an existing job's, delivered nothing,
+        for a known `idempotency_key`)."""
+        job, created = await self.store.create(
+            name,
+            payload,
+            queue=queue,
+            priority=check_queue(queue, priority),
+            idempotency_key=idempotency_key or f"auto:{os.urandom(12).hex()}",
+            tenant_id=tenant_id,
+        )
+        if created:
+            await self._deliver(job)
+        return job.id
+
+    async def redrive(self, dead_letter_id: str) -> str | None:
+        """Queue a dead letter's job again; its id, or None if there is no such letter."""
+        job = await self.store.redrive(dead_letter_id)
+        if job is None:
+            return None
+        await self._deliver(job)
+        return job.id
+
+    async def _deliver(self, job: QueueJob) -> None:
+        """Hand a stored job to the workers (the in-process heap, or the broker)."""
+        raise NotImplementedError
 
     async def status(self, job_id: str) -> JobView | None:
         """The job's state, or None."""
@@ -207,11 +193,33 @@ class JobQueries:
         return None if job is None else JobView.of(job)
 
     async def dead_letters(
-        self, limit: int = 100, *, tenant_id: str | None = None
+        self,
+        limit: int = 100,
+        *,
+        tenant_id: str | None = None,
+        include_redriven: bool = False,
+        cursor: str | None = None,
     ) -> list[DeadLetterView]:
-        """Jobs that failed after their retries (not yet re-driven), newest first."""
-        letters = await self.store.dead_letters(limit=limit, tenant_id=tenant_id)
-        return [DeadLetterView.of(letter) for letter in letters]
+        """Jobs that failed after their retries (not yet re-driven, unless
+        `include_redriven`), newest first, after `cursor`."""
+        page = await self.dead_letter_page(
+            limit, tenant_id=tenant_id, include_redriven=include_redriven, cursor=cursor
+        )
+        return page.items
+
+    async def dead_letter_page(
+        self,
+        limit: int = 100,
+        *,
+        tenant_id: str | None = None,
+        include_redriven: bool = False,
+        cursor: str | None = None,
+    ) -> Page[DeadLetterView]:
+        """One page of dead letters, newest first, and the cursor of the next."""
+        page = await self.store.dead_letter_page(
+            include_redriven=include_redriven, limit=limit, tenant_id=tenant_id, cursor=cursor
+        )
+        return Page([DeadLetterView.of(letter) for letter in page.items], page.next_cursor)
 
     async def dead_letter(self, dead_letter_id: str) -> DeadLetterView | None:
         """One dead letter, or None."""
@@ -267,37 +275,8 @@ class InProcessQueue(JobQueries):
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
 
-    async def enqueue(
-        self,
-        name: str,
-        payload: dict[str, Any],
-        *,
-        queue: str = "default",
-        priority: int | None = None,
-        idempotency_key: str | None = None,
-        tenant_id: str | None = None,
-    ) -> str:
-        """Queue job `name`; its id (an existing job's for a known `idempotency_key`)."""
-        level = check_queue(queue, priority)
-        job, created = await self.store.create(
-            name,
-            payload,
-            queue=queue,
-            priority=level,
-            idempotency_key=idempotency_key or f"auto:{os.urandom(12).hex()}",
-            tenant_id=tenant_id,
-        )
-        if created:
-            await self._push(job.id, level)
-        return job.id
-
-    async def redrive(self, dead_letter_id: str) -> str | None:
-        """Queue a dead letter's job again; its id, or None."""
-        job = await self.store.redrive(dead_letter_id)
-        if job is None:
-            return None
+    async def _deliver(self, job: QueueJob) -> None:
         await self._push(job.id, job.priority)
-        return job.id
 
     async def workers(self) -> dict[str, int]:
         """This process's live workers, which consume every queue."""
