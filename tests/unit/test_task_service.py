@@ -1,4 +1,5 @@
-"""TaskService: the server's planned tasks — which team runs them, and recovery at start."""
+"""TaskService: the server's planned tasks — which team runs them, and recovery at start
+(across instances: test_task_ownership.py)."""
 
 from __future__ import annotations
 
@@ -80,9 +81,10 @@ async def test_a_task_needs_an_existing_planned_agent(db: Database, principal: P
     await tasks.aclose()
 
 
-async def test_at_start_running_tasks_fail_and_pending_ones_run(
+async def test_without_a_heartbeat_start_fails_other_processes_running_tasks_and_runs_pending(
     db: Database, principal: Principal
 ) -> None:
+    # No heartbeat: no other process counts as live (a single-process server).
     tenant = principal.tenant_id
     crashed = Task("was running", tenant_id=tenant, status="running")
     crashed.subtasks = [Subtask("task", "was running", status="running")]

@@ -12,8 +12,10 @@ from ..store.usage_writer import UsageWriter
 from ..tools.base import Tool
 from ._queue_setup import close_task_queue, start_task_queue, task_queue_from_settings
 from .agent_factory import AgentFactory, ModelProvider
+from .cancels import cancel_channel_from_settings
 from .catalog import AgentCatalog
 from .events import event_bus_from_settings
+from .instances import InstanceHeartbeat
 from .limits import RunLimits
 from .queue import TaskQueue
 from .runner import Runner
@@ -41,13 +43,17 @@ class Services:
     usage_writer: UsageWriter
     """Batched usage records (the `/v1` path and runs record usage through it)."""
     tasks: TaskService
-    """Planned tasks (`/api/tasks`): stored, and run in this process by priority."""
+    """Planned tasks (`/api/tasks`): stored, and run in this process by priority (with
+    Celery: on the queue workers)."""
     gateway: Gateway | None = None
     """The configured models' gateway stacks (cache, routing, retries, limits, metering);
     None when the models come from a custom `model_provider`."""
     queue: TaskQueue | None = None
     """Background jobs (`settings.queue`): in-process, or Celery workers; with Celery,
-    background runs go to the workers."""
+    background runs and planned tasks go to the workers."""
+    instance: InstanceHeartbeat | None = None
+    """This process in the `instances` table (its heartbeat recovers dead processes' runs
+    and tasks)."""
 
     @classmethod
     async def start(
@@ -59,9 +65,12 @@ class Services:
         tools: Mapping[str, Tool] | None = None,
         limits: RunLimits | None = None,
     ) -> Services:
-        """Connect the database (migrating it if configured), mark runs a dead process left
-        behind `interrupted` (and its running tasks `failed`), and build the agent catalog,
-        the runner and the task service (which queues the pending tasks again).
+        """Connect the database (migrating it if configured), build the agent catalog, the
+        runner and the task service, and register this process (`instance`). Its heartbeat
+        recovers what dead processes left, at once and on every beat: their runs become
+        `interrupted`, their running tasks `failed`, and their pending tasks are taken
+        over and queued here (see `TaskService.recover`); with Celery, background runs and
+        tasks are left to the queue workers, which resume them.
 
         `model_provider` builds models by name (default: the configured models, each in
         its gateway stack: see `agentguild.llm.stack`);
@@ -80,6 +89,12 @@ class Services:
         catalog = AgentCatalog(db, factory)
         events = event_bus_from_settings(settings.server)
         queue = task_queue_from_settings(settings, db)
+        instance = InstanceHeartbeat(
+            db,
+            "server",
+            interval_s=settings.server.heartbeat_interval_s,
+            stale_after_s=settings.server.instance_stale_after_s,
+        )
         runner = Runner(
             db,
             catalog,
@@ -87,9 +102,10 @@ class Services:
             limits=limits,
             events=events,
             queue=queue if settings.queue.backend == "celery" else None,
+            instance=instance,
+            cancels=cancel_channel_from_settings(settings.server),
         )
-        await runner.recover()
-        await start_task_queue(queue, runner)
+        instance.on_sweep(runner.recover)
         tasks = TaskService(
             db,
             catalog,
@@ -97,9 +113,18 @@ class Services:
             usage_writer=usage_writer,
             limits=runner.limits,
             max_running=settings.server.max_running_tasks,
+            instance=instance,
+            queue=queue if settings.queue.backend == "celery" else None,
+            cancels=runner.cancels,
         )
-        await tasks.start()
-        return cls(settings, db, factory, catalog, runner, usage_writer, tasks, gateway, queue)
+        instance.on_sweep(tasks.recover)
+        await instance.start()  # registers, then recovers what dead processes left
+        await runner.listen()
+        await tasks.listen()
+        await start_task_queue(queue, runner)
+        return cls(
+            settings, db, factory, catalog, runner, usage_writer, tasks, gateway, queue, instance
+        )
 
     async def aclose(self) -> None:
         """Stop active runs (marked `interrupted`) and tasks (cancelled), write pending
@@ -108,6 +133,9 @@ class Services:
         if self.queue is not None:
             await close_task_queue(self.queue)
         await self.runner.aclose()
+        if self.instance is not None:
+            await self.instance.aclose()
+        await self.runner.cancels.aclose()
         await self.runner.events.aclose()
         await self.usage_writer.close()
         await self.factory.aclose()

@@ -10,7 +10,7 @@ platform's database).
 """
 
 from ..types import SubtaskStatus, SubtaskUpdate, TaskStatus, TaskUpdate
-from .manager import TaskEventObserver, TaskManager
+from .manager import TaskClaim, TaskEventObserver, TaskManager
 from .models import FINISHED_SUBTASK, FINISHED_TASK, Mark, Plan, PlannedSubtask, Subtask, Task
 from .planner import DEFAULT_CATEGORIES, PLANNER_PROMPT, Planner, PlanOutcome
 from .scheduler import SubtaskFailed, TaskScheduler, subtask_prompt
@@ -37,6 +37,7 @@ __all__ = [
     "SubtaskUpdate",
     "Synthesiser",
     "Task",
+    "TaskClaim",
     "TaskEventObserver",
     "TaskManager",
     "TaskScheduler",

@@ -21,6 +21,9 @@ from .team import PlannedTeam
 TaskEventObserver = Callable[[Task, Event], "Awaitable[None] | None"]
 """Called with every event of every task run (e.g. to relay them to API clients)."""
 
+TaskClaim = Callable[[Task], Awaitable[bool]]
+"""Called before a queued task starts: True if this manager may run it (see `TaskManager`)."""
+
 _Key = tuple[str, str]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,11 @@ class TaskManager:
     `team` runs the tasks submitted without a team of their own; `store` keeps every task
     (default: the team's store). A manager may have no team of its own if every task names
     one (`submit(..., team=)`, `enqueue(..., team=)`).
+
+    `claim` guards against running a task twice when several processes share the store:
+    it is awaited just before a queued task starts and must move the stored task from
+    pending to running only if this process may still run it (e.g. still owns it:
+    `SqlTaskStore.start`); a task it refuses is not run. Default: no claim (one process).
     """
 
     def __init__(
@@ -57,6 +65,7 @@ class TaskManager:
         store: TaskStore | None = None,
         max_running: int = 2,
         on_event: TaskEventObserver | None = None,
+        claim: TaskClaim | None = None,
     ) -> None:
         if store is None and team is not None:
             store = team.store
@@ -68,6 +77,7 @@ class TaskManager:
         self.store: TaskStore = store
         self.max_running = max_running
         self.on_event = on_event
+        self.claim = claim
         self._queue: asyncio.PriorityQueue[tuple[int, int, _Key]] = asyncio.PriorityQueue()
         self._order = itertools.count()
         self._workers: list[asyncio.Task[None]] = []
@@ -155,6 +165,18 @@ class TaskManager:
         self._mark_finished(key)
         return True
 
+    def holds(self, task_id: str, *, tenant_id: str = "default") -> bool:
+        """Whether the task is queued or running in this manager."""
+        return (tenant_id, task_id) in self._jobs
+
+    def stop(self, task_id: str, reason: str = "cancelled on request") -> bool:
+        """Stop the task with this id if it is running here, whatever its tenant (a
+        cancel request from another process); whether it was running."""
+        stops = [stop for (_, running), stop in self._stops.items() if running == task_id]
+        for stop in stops:
+            stop.stop(reason)
+        return bool(stops)
+
     async def wait(self, task_id: str, *, tenant_id: str = "default") -> Task | None:
         """Wait until the task has finished (or was cancelled); returns it."""
         finished = self._finished.get((tenant_id, task_id))
@@ -201,6 +223,9 @@ class TaskManager:
     async def _run(self, key: _Key, stop: ExternalStop, team: PlannedTeam) -> None:
         task = await self.store.get(key[1], tenant_id=key[0])
         if task is None or task.status != "pending" or key in self._cancelled:
+            return
+        if self.claim is not None and not await self.claim(task):
+            logger.warning("task.not_claimed", extra={"task_id": task.id})
             return
         async for event in team.run(task=task, stop=stop):
             await self._notify(task, event)
