@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from e2e_helpers import PASSWORD, Caller, World, unique
 
+from agentguild.runtime.queue import JobContext, PermanentJobError
 from agentguild.security import Permission, Principal, Role
 from agentguild.types import Message
 
@@ -90,6 +91,23 @@ async def _task(w: World, owner: Caller) -> str:
     return str(task.id)
 
 
+async def _dead_letter(w: World, owner: Caller) -> tuple[str, str]:
+    """A job of the owner's tenant that failed for good: (dead letter id, job id)."""
+    queue = w.services.queue  # type: ignore[attr-defined]
+    name = unique("matrix.fail")
+
+    async def fail(ctx: JobContext) -> None:
+        raise PermanentJobError("matrix")
+
+    queue.executor.registry.handler(name)(fail)
+    job_id = await queue.enqueue(name, {}, tenant_id=owner.tenant_id)
+    await queue.join()
+    [letter] = [
+        d for d in await queue.dead_letters(tenant_id=owner.tenant_id) if d.job_id == job_id
+    ]
+    return str(letter.id), str(job_id)
+
+
 def fixed(path: str, json: object | None = None) -> Factory:
     async def factory(_w: World, _owner: Caller) -> Target:
         return Target(path, json)
@@ -136,6 +154,15 @@ def with_task(template: str) -> Factory:
     async def factory(w: World, owner: Caller) -> Target:
         task = await _task(w, owner)
         return Target(template.format(task=task), None, (task,), f"/api/tasks/{task}")
+
+    return factory
+
+
+def with_dead_letter(template: str, *, check: bool = False) -> Factory:
+    async def factory(w: World, owner: Caller) -> Target:
+        letter, job = await _dead_letter(w, owner)
+        alive = f"/api/admin/dead-letters/{letter}" if check else None
+        return Target(template.format(letter=letter, job=job), None, (letter, job), alive)
 
     return factory
 

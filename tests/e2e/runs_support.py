@@ -29,16 +29,22 @@ from agentguild._platform_settings import DatabaseSettings, SecuritySettings, Se
 from agentguild.config import Settings
 from agentguild.llm.base import ChatModel
 from agentguild.server import create_app
+from agentguild.tools import Tool
 
 JWT_SECRET = "runs-e2e-" + "k" * 40
 
 
-def settings_for(tmp_path: Path, models: Mapping[str, Any], **server: Any) -> Settings:
-    """Settings of a test server on a SQLite file in `tmp_path`, with these models."""
+def settings_for(
+    tmp_path: Path, models: Mapping[str, Any], *, database_url: str | None = None, **server: Any
+) -> Settings:
+    """Settings of a test server with these models, on `database_url` (default: a SQLite
+    file in `tmp_path`)."""
     return Settings(
         models=dict(models),
         default_model=next(iter(models)),
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}"),
+        database=DatabaseSettings(
+            url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}"
+        ),
         security=SecuritySettings(
             jwt_secret=SecretStr(JWT_SECRET), admin_password=SecretStr(ADMIN_PASSWORD)
         ),
@@ -68,11 +74,17 @@ class LiveServer:
 
 @contextlib.asynccontextmanager
 async def serve(
-    settings: Settings, model_provider: Callable[[str], ChatModel] | None = None
+    settings: Settings,
+    model_provider: Callable[[str], ChatModel] | None = None,
+    *,
+    tools: Mapping[str, Tool] | None = None,
 ) -> AsyncIterator[LiveServer]:
-    """The app on a real HTTP port. The socket listens before uvicorn starts, so clients
-    can connect at once (their requests wait until the app is up)."""
-    app = create_app(settings, model_provider=model_provider, on_first_start=lambda _: None)
+    """The app on a real HTTP port (with `tools` instead of the built-in ones, if given).
+    The socket listens before uvicorn starts, so clients can connect at once (their
+    requests wait until the app is up)."""
+    app = create_app(
+        settings, model_provider=model_provider, tools=tools, on_first_start=lambda _: None
+    )
     sock = _listening_socket()
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)

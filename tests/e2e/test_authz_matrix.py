@@ -26,6 +26,7 @@ from authz_support import (
     send,
     with_agent,
     with_conversation,
+    with_dead_letter,
     with_key,
     with_run,
     with_task,
@@ -40,6 +41,7 @@ from agentguild.server.app import WEB_DIR
 
 A, C, U, K = "/api/agents", "/api/conversations", "/api/admin/users", "/api/admin/keys"
 T = "/api/tasks"
+D = "/api/admin/dead-letters"
 LOGIN = {"username": "admin", "password": ADMIN_PASSWORD}
 RUN = {"input": "hi", "mode": "wait", "agent_id": "assistant"}
 P = Permission
@@ -111,6 +113,9 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ("GET", "/api/runs/{run_id}/stream"): Expect(
         P.DATA_READ, 200, with_run("/api/runs/{run}/stream"), True
     ),
+    ("GET", "/api/runs/{run_id}/join"): Expect(
+        P.DATA_READ, 200, with_run("/api/runs/{run}/join"), True
+    ),
     ("POST", "/api/runs/{run_id}/cancel"): Expect(
         P.AGENTS_EXECUTE, 200, with_run("/api/runs/{run}/cancel"), True
     ),
@@ -120,6 +125,17 @@ EXPECTATIONS: dict[tuple[str, str], Expect] = {
     ("GET", T + "/{task_id}"): Expect(P.DATA_READ, 200, with_task(T + "/{task}"), True),
     ("POST", T + "/{task_id}/cancel"): Expect(
         P.AGENTS_EXECUTE, 200, with_task(T + "/{task}/cancel"), True
+    ),
+    # background jobs and their dead letters
+    ("GET", D): Expect(P.JOBS_MANAGE, 200, with_dead_letter(D)),
+    ("GET", D + "/{dead_letter_id}"): Expect(
+        P.JOBS_MANAGE, 200, with_dead_letter(D + "/{letter}"), True
+    ),
+    ("POST", D + "/{dead_letter_id}/redrive"): Expect(
+        P.JOBS_MANAGE, 202, with_dead_letter(D + "/{letter}/redrive", check=True), True
+    ),
+    ("GET", "/api/admin/jobs/{job_id}"): Expect(
+        P.JOBS_MANAGE, 200, with_dead_letter("/api/admin/jobs/{job}"), True
     ),
     ("GET", "/v1/models"): Expect(P.AGENTS_READ, 200, home_agent_names("/v1/models")),
     ("POST", "/v1/chat/completions"): Expect(P.AGENTS_EXECUTE, 200, chat_with_home_agent(), True),

@@ -242,12 +242,43 @@ async def test_following_a_run_whose_instance_died_ends_with_its_stored_status(
     await asyncio.to_thread(servers.process_a.wait)
     cancelled = await instances.b.client.post(
         f"/api/runs/{run_id}/cancel", headers=instances.b.headers
-    )  # no instance runs it any more: B only marks it
+    )  # B finds A's process gone (same host): A's run was interrupted, not cancelled
 
     rest = await _stream(instances.b, run_id, seen[-1].id)
 
-    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["status"] == "interrupted"
     assert rest, "the stream must end, not hang"
     assert [e.id for e in seen + rest] == list(range(1, len(seen) + len(rest) + 1))
     assert rest[-1].type == "run_completed"
+    assert rest[-1].data["status"] == "interrupted"
+
+
+async def test_cancelling_through_b_stops_the_run_executing_on_a(
+    servers: Servers, instances: Instances
+) -> None:
+    run_id = await instances.background_run()
+    seen = await _stream(instances.b, run_id, limit=3)  # A is executing it now
+
+    cancelled = await instances.b.client.post(
+        f"/api/runs/{run_id}/cancel", headers=instances.b.headers
+    )  # B has no such run: its cancel request reaches A over Redis
+    rest = await _stream(instances.b, run_id, seen[-1].id)
+    stored = await instances.a.client.get(f"/api/runs/{run_id}", headers=instances.a.headers)
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert rest[-1].type == "run_completed"
     assert rest[-1].data["status"] == "cancelled"
+    assert _text(seen + rest) != ANSWER  # A stopped the model mid-answer
+    assert stored.json()["status"] == "cancelled"  # and A did not overwrite it later
+
+
+async def test_each_instance_reports_the_live_instances(
+    servers: Servers, instances: Instances
+) -> None:
+    detailed = await instances.a.client.get("/health/detailed", headers=instances.a.headers)
+    metrics = await instances.b.client.get("/metrics", headers=instances.b.headers)
+
+    assert detailed.status_code == 200, detailed.text
+    assert detailed.json()["instances"] == {"server": 2, "worker": 0}
+    assert 'agentguild_instances{kind="server"} 2.0' in metrics.text

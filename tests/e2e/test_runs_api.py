@@ -137,6 +137,22 @@ async def test_background_run_can_be_followed_and_resumed(tenant: Tenant) -> Non
     assert got.json()["usage"]["prompt_tokens"] > 0
 
 
+async def test_join_waits_for_a_background_run_and_answers_like_wait(tenant: Tenant) -> None:
+    conversation_id = await _calc_conversation(tenant)
+    run = (await _start(tenant, conversation_id, input="6*7?", mode="background")).json()["run"]
+
+    joined = await tenant.client.get(f"/api/runs/{run['id']}/join", headers=tenant.headers)
+    again = await tenant.client.get(f"/api/runs/{run['id']}/join", headers=tenant.headers)
+
+    assert joined.status_code == 200, joined.text
+    body = joined.json()
+    assert body["run"]["status"] == "completed"
+    assert body["output"] == "The answer is 42."
+    assert [m["role"] for m in body["messages"]] == ["assistant", "tool", "assistant"]
+    assert again.json() == body  # a finished run answers at once, the same
+    assert_error(await tenant.client.get("/api/runs/run_nope/join", headers=tenant.headers), 404)
+
+
 async def test_cancel_stops_a_background_run(tenant: Tenant) -> None:
     agent = await tenant.agent({"model": "blocking"})
     conversation_id = await tenant.conversation(agent["id"])
@@ -170,6 +186,8 @@ async def test_runs_of_other_users_and_unknown_things_are_404(tenant: Tenant) ->
     user = bearer(await login(tenant.client, username, "password-123"))
 
     assert_error(await tenant.client.get(f"/api/runs/{run['id']}", headers=user), 404, "not_found")
+    joined = await tenant.client.get(f"/api/runs/{run['id']}/join", headers=user)
+    assert_error(joined, 404, "not_found")
     hidden = await tenant.client.post(
         f"/api/conversations/{conversation_id}/runs", headers=user, json={"input": "x"}
     )

@@ -33,6 +33,8 @@ class Permission(StrEnum):
     DATA_WRITE = "data:write"
     DATA_DELETE = "data:delete"
     DATA_EXPORT = "data:export"
+    JOBS_MANAGE = "jobs:manage"
+    """Read the tenant's background jobs and dead letters, re-drive dead letters."""
 
 
 _VIEWER = frozenset({Permission.AGENTS_READ, Permission.DATA_READ})
@@ -49,6 +51,7 @@ _DEVELOPER = _USER | {
     Permission.METRICS_READ,
     Permission.DATA_DELETE,
     Permission.DATA_EXPORT,
+    Permission.JOBS_MANAGE,
 }
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,

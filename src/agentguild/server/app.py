@@ -5,9 +5,10 @@ app = create_app(load_settings())
 uvicorn.run(app, host=settings.server.host, port=settings.server.port, access_log=False)
 ```
 
-At start (the lifespan) it connects the database (migrating it if configured), marks runs
-a dead process left behind as interrupted (and its running tasks failed; pending tasks are
-queued again), creates the first tenant, admin and `assistant` agent on an empty database
+At start (the lifespan) it connects the database (migrating it if configured), registers
+this process in `instances` (from then on its heartbeat interrupts the runs, fails the
+running tasks and takes over the pending tasks of processes that died), creates the first
+tenant, admin and `assistant` agent on an empty database
 (showing a generated admin password once), loads or creates the JWT signing key, and
 builds the shared services. At shutdown it stops active runs and tasks and closes
 everything.
@@ -46,6 +47,7 @@ from .routes import (
     auth,
     conversations,
     health,
+    jobs,
     keys,
     openai_compat,
     runs,
@@ -140,6 +142,7 @@ def create_app(
         ws,
         keys,
         admin,
+        jobs,
     )
     for module in routers:
         app.include_router(module.router, responses=ERROR_RESPONSES)

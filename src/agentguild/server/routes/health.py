@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from ...config import Settings
+from ...runtime.instances import instance_metrics
 from ...runtime.queue_metrics import queue_metrics
 from ...security import Permission, Principal
 from ..deps import SettingsDep, get_services, require
@@ -69,6 +70,8 @@ class DetailedHealth(BaseModel):
     redis: bool
     """Whether Redis is configured."""
     models: list[str]
+    instances: dict[str, int] | None = None
+    """Live server and worker processes sharing this database, by kind."""
 
 
 async def _check(probe: Callable[[], Awaitable[None]]) -> str:
@@ -134,6 +137,7 @@ async def health_detailed(
     from importlib.metadata import PackageNotFoundError, version
 
     checks = await _run_checks(request, settings)
+    instance = getattr(get_services(request), "instance", None)
     try:
         package_version = version("agentguild")
     except PackageNotFoundError:
@@ -148,6 +152,7 @@ async def health_detailed(
         database=get_services(request).db.dialect,
         redis=settings.server.redis_url is not None,
         models=settings.model_names,
+        instances=await instance.counts() if instance is not None else None,
     )
 
 
@@ -167,4 +172,7 @@ async def metrics(
     queue = getattr(get_services(request), "queue", None)
     if queue is not None:
         body += await queue_metrics(queue)
+    instance = getattr(get_services(request), "instance", None)
+    if instance is not None:
+        body += await instance_metrics(instance)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,12 +1,17 @@
 """Runs of agents on conversations: start (stream | wait | background), follow, cancel.
 
 - `POST /api/conversations/{id}/runs` `{"input": "text" | [OpenAI messages], "mode",
-  "agent_id"}`: `stream` answers with the run's events over SSE (leaving cancels the
-  run), `wait` with `200 {run, output, messages}` once it ends (leaving cancels it),
-  `background` at once with `202 {run}` (the run goes on without the client).
+  "agent_id", "multitask"}`: `stream` answers with the run's events over SSE (leaving
+  cancels the run), `wait` with `200 {run, output, messages}` once it ends (leaving
+  cancels it), `background` at once with `202 {run}` (the run goes on without the
+  client). If the conversation has an active run, `multitask` decides: `enqueue`
+  (default: the run waits its turn), `reject` (409 `conversation_busy`) or `interrupt`
+  (the active runs are cancelled first).
 - `GET /api/runs/{id}`: the run (status, usage, timestamps).
 - `GET /api/runs/{id}/stream`: its events over SSE; with `Last-Event-ID` (or
   `?last_event_id=`) only those after it. Following a streamed run keeps it alive.
+- `GET /api/runs/{id}/join`: wait until it has ended (wherever it executes); answers
+  like a `wait` run: `{run, output, messages}`. Leaving does not cancel the run.
 - `POST /api/runs/{id}/cancel`: stop it; answers with the run once it has stopped.
 
 Users and viewers see only their own runs (like conversations); others answer 404.
@@ -25,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from ...config import Settings
 from ...runtime.limits import QuotaExceededError
 from ...runtime.run_registry import RunHandle
-from ...runtime.runner import Runner
+from ...runtime.runner import ConversationBusyError, MultitaskPolicy, Runner
 from ...runtime.views import run_view
 from ...security import Permission, Principal
 from ...store.errors import NotFoundError
@@ -46,6 +51,7 @@ from .conversations import sees_all_conversations, visible_conversation
 
 router = APIRouter(tags=["runs"])
 register_error(QuotaExceededError, 429, "quota_exceeded")
+register_error(ConversationBusyError, 409, "conversation_busy")
 
 _Execute = Annotated[Principal, Depends(require(Permission.AGENTS_EXECUTE))]
 _Read = Annotated[Principal, Depends(require(Permission.DATA_READ))]
@@ -65,6 +71,9 @@ class RunCreate(BaseModel):
     mode: Literal["stream", "wait", "background"] = "stream"
     agent_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
     """The agent (id or name); default: the conversation's agent."""
+    multitask: MultitaskPolicy = "enqueue"
+    """If the conversation already has an active run: `enqueue` (this run starts when
+    the earlier ones have ended), `reject` (409) or `interrupt` (cancel them first)."""
 
 
 def parse_input(raw: str | list[dict[str, Any]], settings: Settings) -> list[Message]:
@@ -116,9 +125,13 @@ async def create_run(
             messages,
             agent_id=body.agent_id or conversation.agent_id,
             mode=body.mode,
+            multitask=body.multitask,
         )
     except NotFoundError as exc:
         raise ApiError(404, "not_found", str(exc)) from None
+    except ConversationBusyError as exc:
+        details = {"active_runs": exc.run_ids}
+        raise ApiError(409, "conversation_busy", str(exc), details) from None
     headers = {"Location": f"/api/runs/{handle.run_id}"}
     if body.mode == "stream":
         frames = sse_frames(handle.events())
@@ -154,6 +167,23 @@ async def stream_run(
     if events is None:
         raise ApiError(404, "not_found", f"run {run_id!r} not found")
     return EventStreamResponse(sse_frames(events))
+
+
+@router.get("/api/runs/{run_id}/join", summary="Wait for a run to end")
+async def join_run(
+    run_id: IdPath, request: Request, principal: _Read, services: _Services
+) -> Response:
+    """Wait until the run has ended, wherever it executes; the run, its output and the
+    messages it added, like a `wait` run's answer. Leaving does not cancel the run."""
+    await _visible_run(services.runner, principal, run_id)
+    try:
+        joined = await until_disconnected(request, services.runner.join(principal, run_id))
+    except ClientDisconnectedError:
+        return Response(status_code=499)
+    if joined is None:
+        raise ApiError(404, "not_found", f"run {run_id!r} not found")
+    run, output, messages = joined
+    return JSONResponse({"run": run_view(run), "output": output, "messages": messages})
 
 
 @router.post("/api/runs/{run_id}/cancel", summary="Cancel a run")

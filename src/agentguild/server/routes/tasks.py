@@ -1,12 +1,13 @@
 """`/api/tasks`: planned tasks — decomposed, run in parallel, merged (docs/tasks.md).
 
 - `POST /api/tasks` `{"input", "agent_id", "priority", "timeout_s"}`: `202` with the new
-  task (pending); it runs in the background, on the stored planned agent `agent_id` (id
-  or name) or on the server's default team.
+  task (pending); it runs in the background (in this process, or on a queue worker with
+  `queue.backend: celery`), on the stored planned agent `agent_id` (id or name) or on the
+  server's default team.
 - `GET /api/tasks?status=&limit=&cursor=`: the tenant's tasks, newest first (no subtasks).
 - `GET /api/tasks/{id}`: the task with its subtasks and timeline.
-- `POST /api/tasks/{id}/cancel`: stop it (or withdraw it if queued); answers with the
-  task once it has stopped (a finished task, unchanged).
+- `POST /api/tasks/{id}/cancel`: stop it (or withdraw it if queued), wherever it runs;
+  answers with the task once it has stopped (a finished task, unchanged).
 
 Creating and cancelling need `agents:execute`, reading `data:read`. A tenant's tasks are
 visible to all its members; another tenant's answer 404.

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from ...errors import AgentguildError, ConfigError
 from ...runtime.limits import QuotaExceededError, RunLimitError
 from ...runtime.run_registry import RunHandle
-from ...runtime.runner import NoAgentError
+from ...runtime.runner import ConversationBusyError, NoAgentError
 from ...runtime.services import Services
 from ...security import Permission, Principal
 from ...store.errors import NotFoundError
@@ -44,6 +44,7 @@ _ERROR_TYPES: dict[type[Exception], str] = {
     QuotaExceededError: "quota_exceeded",
     NoAgentError: "no_agent",
     ConfigError: "invalid_configuration",
+    ConversationBusyError: "conversation_busy",
 }
 """The error `type` of problems starting a run (as the HTTP API names them)."""
 
@@ -152,6 +153,7 @@ class _Session:
             messages,
             agent_id=body.agent_id or conversation.agent_id,
             mode="stream",
+            multitask=body.multitask,
         )
 
     async def forward(self, handle: RunHandle) -> None:
