@@ -48,9 +48,16 @@ async def prefix(redis_client: aioredis.Redis) -> AsyncIterator[str]:
         await redis_client.delete(*keys)
 
 
+def patient_store(url: str, prefix: str) -> RedisStore:
+    """A Redis store whose timeouts a loaded CI machine cannot hit: the default 0.25 s is
+    made for production, and a timeout counts as an outage, which these tests count.
+    A killed or absent Redis still fails at once (connection refused)."""
+    return RedisStore(url, prefix=prefix, connect_timeout_s=5.0, timeout_s=5.0)
+
+
 @pytest.fixture
 async def cache(redis_url: str, prefix: str) -> AsyncIterator[ResponseCache]:
-    cache = ResponseCache(l2=RedisStore(redis_url, prefix=prefix))
+    cache = ResponseCache(l2=patient_store(redis_url, prefix))
     yield cache
     await cache.aclose()
 
@@ -93,11 +100,11 @@ async def test_streamed_answer_replays_from_redis_chunk_for_chunk(
     fake_llm: FakeLLMServer, fake_model: OpenAICompatModel, redis_url: str, prefix: str
 ) -> None:
     # Given a streamed answer cached by one instance
-    writer = ResponseCache(l2=RedisStore(redis_url, prefix=prefix))
+    writer = ResponseCache(l2=patient_store(redis_url, prefix))
     original = await collect(CachedModel(fake_model, cache=writer), ask())
     await writer.aclose()
     # When a second instance (its own, empty L1) streams the same request
-    reader = ResponseCache(l2=RedisStore(redis_url, prefix=prefix))
+    reader = ResponseCache(l2=patient_store(redis_url, prefix))
     replayed = await collect(CachedModel(fake_model, cache=reader), ask())
     await reader.aclose()
     # Then it replays the original chunks, text and tool-call deltas and usage included
@@ -251,12 +258,13 @@ async def test_killing_redis_mid_load_fails_no_request_and_the_cache_recovers(
     # Given a Redis-backed cache, and a first wave of 100 requests waiting upstream
     clock = FakeClock()
     prefix = "agentguild-test:outage:"
-    cache = ResponseCache(l2=RedisStore(private_redis.url, prefix=prefix), clock=clock)
+    cache = ResponseCache(l2=patient_store(private_redis.url, prefix), clock=clock)
     inner = GatedEcho()
     model = CachedModel(inner, cache=cache)
     questions = [f"question {i}" for i in range(200)]
     wave1 = [asyncio.create_task(model.complete(ask(q))) for q in questions[:100]]
     await inner.wait_for_arrivals(100)
+    assert cache.stats().l2_outages == 0
     # When Redis is killed, a second wave arrives (its first request finds Redis down, the
     # rest leave it alone), and upstream answers everything
     private_redis.kill()

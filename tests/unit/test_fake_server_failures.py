@@ -277,7 +277,7 @@ async def test_hanging_stream_stalls_after_the_given_chunks(
 @pytest.fixture
 async def fake_openai(fake_llm: FakeLLMServer) -> AsyncIterator[openai.AsyncOpenAI]:
     client = openai.AsyncOpenAI(
-        base_url=fake_llm.base_url, api_key="test", max_retries=0, timeout=0.5
+        base_url=fake_llm.base_url, api_key="test", max_retries=0, timeout=2.0
     )
     async with client:
         yield client

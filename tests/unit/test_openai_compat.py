@@ -140,7 +140,7 @@ async def test_injected_failures_surface_as_typed_errors(
         else:
             await model.complete(ask())
 
-    async with OpenAICompatModel("fake-model", base_url=fake_llm.base_url, timeout=0.5) as model:
+    async with OpenAICompatModel("fake-model", base_url=fake_llm.base_url, timeout=2.0) as model:
         with pytest.raises(error_type) as raised:
             await call(model)
     if error_type is RateLimitError:
