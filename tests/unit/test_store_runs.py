@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import cast
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 from test_store_support import SqliteBackend, new_tenant
 
+from agentguild._aio import poll_until
 from agentguild.security.principal import Principal
 from agentguild.store import Database, NotFoundError, UsageWriter
 from agentguild.store.models import utcnow
@@ -150,6 +155,28 @@ class ToolCallsContract:
                 await repos.tool_calls.start("run_missing", "conv_x", ToolCall("c", "t", "{}"))
 
 
+async def _recorded(db: Database, principal: Principal, requests: int) -> bool:
+    async with db.repos(principal) as repos:
+        totals = await repos.usage.summary(utcnow() - timedelta(minutes=1))
+    return sum(t.requests for t in totals) == requests
+
+
+class SlowToReturnSessions:
+    """A database whose sessions commit, then wait for `gate` before returning."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.committed = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.db.session() as session:
+            yield session
+        self.committed.set()
+        await self.gate.wait()
+
+
 class UsageContract:
     async def test_summary_totals_per_model_within_the_period(self, db: Database) -> None:
         principal = await new_tenant(db)
@@ -174,16 +201,33 @@ class UsageContract:
         await writer.start()
         for _ in range(3):
             writer.record(principal, model="m", prompt_tokens=2, completion_tokens=1)
-        for _ in range(50):  # a full batch wakes the writer long before its interval
-            if writer.pending == 0:
-                break
-            await asyncio.sleep(0.01)
+        # a full batch wakes the writer long before its interval
+        assert await poll_until(lambda: _recorded(db, principal, 3), timeout_s=30)
         writer.record(principal, model="m", prompt_tokens=2, completion_tokens=1, cached=True)
         assert writer.pending == 1
         await writer.close()
         async with db.repos(principal) as repos:
             (totals,) = await repos.usage.summary(utcnow() - timedelta(minutes=1))
         assert (totals.requests, totals.prompt_tokens, totals.cached_requests) == (4, 8, 1)
+
+    async def test_closing_while_a_batch_is_written_writes_it_once(self, db: Database) -> None:
+        # Given a writer whose background write has committed but not yet returned
+        principal = await new_tenant(db)
+        slow = SlowToReturnSessions(db)
+        writer = UsageWriter(cast(Database, slow), max_batch=3, flush_interval_s=60)
+        await writer.start()
+        for _ in range(3):
+            writer.record(principal, model="m", prompt_tokens=2, completion_tokens=1)
+        await slow.committed.wait()
+        # When the writer is closed meanwhile
+        closing = asyncio.create_task(writer.close())
+        await asyncio.sleep(0)  # close() runs up to its first wait
+        slow.gate.set()
+        await closing
+        # Then the batch was written once, not put back and written again
+        async with db.repos(principal) as repos:
+            (totals,) = await repos.usage.summary(utcnow() - timedelta(minutes=1))
+        assert totals.requests == 3
 
     async def test_writer_keeps_records_when_a_write_fails(self, db: Database) -> None:
         principal = await new_tenant(db)

@@ -138,7 +138,10 @@ class UsageWriter:
     async def close(self) -> None:
         """Stop the background task and write what is left."""
         if self._task is not None:
-            self._task.cancel()
+            # Between writes only: a write cancelled after its commit would put its batch
+            # back and write it twice.
+            async with self._lock:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
