@@ -1,16 +1,15 @@
 """A client that goes away stops the agent's upstream model calls at once.
 
-The agent runs an endless tool loop against a fake LLM that takes 5 s per answer. Each
-test waits until the first model request has reached the fake server, then disconnects,
-and waits (on events, not sleeps) until the cancellation has reached the model call. The
-fake server's request count then proves no further call was made, and the time taken
-that the in-flight call was abandoned rather than awaited.
+The agent runs an endless tool loop against a fake LLM that takes ten minutes per answer.
+Each test waits until the first model request has reached the fake server, then
+disconnects, and waits (on events, not sleeps) until the cancellation has reached the
+model call: the in-flight call was abandoned, since awaiting it could not end within the
+test's bound. The fake server's request count then proves no further call was made.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +23,10 @@ from agentguild.llm.base import ChatChunk, ChatModel, ChatRequest, ChatResponse
 from agentguild.llm.registry import resolve_model
 from agentguild.testing import FakeLLMServer, Reply
 
-LATENCY_S = 5.0
+LATENCY_S = 600.0
+"""How long the fake LLM takes to answer: far beyond `WAIT_S`."""
+WAIT_S = 60.0
+"""How long a test waits for the cancellation to reach the model call."""
 
 
 class Upstream:
@@ -98,7 +100,7 @@ async def server(
 async def setup(
     server: tuple[LiveServer, dict[str, Watched]], upstream: tuple[FakeLLMServer, Upstream]
 ) -> AsyncIterator[tuple[LiveServer, Tenant, str, FakeLLMServer, Upstream]]:
-    live, _ = server
+    live, watched = server
     fake, responder = upstream
     async with httpx.AsyncClient(base_url=live.url, timeout=30) as client:
         tenant = await admin(client)
@@ -106,17 +108,19 @@ async def setup(
         agent = await tenant.agent(config)
         fake.reset()
         responder.arrived.clear()
+        for model in watched.values():
+            model.cancelled.clear()
         yield live, tenant, agent["name"], fake, responder
 
 
 def _model(server: tuple[LiveServer, dict[str, Watched]]) -> Watched:
-    watched = server[1]["fake"]
-    watched.cancelled.clear()
-    return watched
+    """The agent's model, as the server built it (on its first use)."""
+    return server[1]["fake"]
 
 
 async def test_leaving_a_streamed_run_cancels_it_and_its_model_call(
     setup: tuple[LiveServer, Tenant, str, FakeLLMServer, Upstream],
+    server: tuple[LiveServer, dict[str, Watched]],
 ) -> None:
     live, tenant, agent, fake, responder = setup
     conversation_id = await tenant.conversation(agent)
@@ -127,13 +131,12 @@ async def test_leaving_a_streamed_run_cancels_it_and_its_model_call(
     ) as response:
         started = await anext(sse_events(response))
         await responder.arrived.wait()
-        left_at = time.monotonic()
     handle = live.services.runner.registry.get(started.data["run_id"], await _home(live))
     assert handle is not None
-    async with asyncio.timeout(LATENCY_S):
+    async with asyncio.timeout(WAIT_S):
         await handle.wait()
+        await _model(server).cancelled.wait()
 
-    assert time.monotonic() - left_at < LATENCY_S / 2
     assert handle.status == "cancelled"
     assert fake.request_count == 1  # final: the run is over
     run = await tenant.client.get(f"/api/runs/{handle.run_id}", headers=tenant.headers)
@@ -154,11 +157,9 @@ async def test_leaving_a_streamed_completion_cancels_its_model_call(
     ) as response:
         assert response.status_code == 200
         await responder.arrived.wait()
-        left_at = time.monotonic()
-    async with asyncio.timeout(LATENCY_S):
+    async with asyncio.timeout(WAIT_S):
         await model.cancelled.wait()
 
-    assert time.monotonic() - left_at < LATENCY_S / 2
     assert fake.request_count == 1
 
 
@@ -178,11 +179,9 @@ async def test_abandoning_a_plain_completion_cancels_its_model_call(
 
     await responder.arrived.wait()
     request.cancel()  # the client gives up: its connection closes
-    left_at = time.monotonic()
-    async with asyncio.timeout(LATENCY_S):
+    async with asyncio.timeout(WAIT_S):
         await model.cancelled.wait()
 
-    assert time.monotonic() - left_at < LATENCY_S / 2
     assert fake.request_count == 1
 
 

@@ -86,7 +86,7 @@ async def test_a_burst_is_admitted_then_calls_are_refused_with_a_wait(
     limit = RateLimit(requests_per_minute=60, burst_requests=3)
     decisions = [await limiter.acquire(key, limit) for _ in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]
-    assert 0.9 < decisions[-1].wait_s <= 1.0
+    assert 0.5 < decisions[-1].wait_s <= 1.0  # 1 s at 60 rpm, less the time the calls took
     assert not limiter.degraded
 
 

@@ -55,7 +55,7 @@ async def test_a_task_runs_on_the_planned_agent_it_names(
     tasks = service(db)
 
     task = await tasks.submit(principal, "do it", agent_id="crew", priority=4)
-    done = await asyncio.wait_for(tasks.manager.wait(task.id, tenant_id=principal.tenant_id), 5)
+    done = await asyncio.wait_for(tasks.manager.wait(task.id, tenant_id=principal.tenant_id), 30)
 
     assert task.id.startswith("task_")
     assert done is not None
@@ -96,7 +96,7 @@ async def test_without_a_heartbeat_start_fails_other_processes_running_tasks_and
 
     tasks = service(db)
     await tasks.start()
-    ran = await asyncio.wait_for(tasks.manager.wait(waiting.id, tenant_id=tenant), 5)
+    ran = await asyncio.wait_for(tasks.manager.wait(waiting.id, tenant_id=tenant), 30)
     failed = await tasks.get(principal, crashed.id)
     lost = await tasks.get(principal, orphan.id)
 
