@@ -22,7 +22,7 @@ from test_runner import BlockingModel
 
 from agentguild._platform_settings import DatabaseSettings
 from agentguild.config import OpenAIModelConfig, Settings
-from agentguild.llm.base import ChatModel
+from agentguild.llm.base import ChatChunk, ChatModel, ChatRequest, ChatResponse
 from agentguild.llm.scripted import ScriptedModel
 from agentguild.runtime.agent_factory import AgentFactory
 from agentguild.runtime.cancels import LocalCancels
@@ -138,6 +138,54 @@ async def test_a_dead_instances_runs_are_interrupted_by_a_live_ones_sweep(
             ids = set((await session.scalars(select(Instance.id))).all())
         assert ids == {b.heartbeat.id}  # the dead row is gone
         await a.runner.aclose()
+        await b.heartbeat.aclose()
+
+
+class LateModel:
+    """A model that answers only once `gate` is set: a process that stalled mid-call."""
+
+    name = "late"
+
+    def __init__(self) -> None:
+        self.called = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.inner = ScriptedModel(["a late answer"])
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        self.called.set()
+        await self.gate.wait()
+        return await self.inner.complete(request)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        self.called.set()
+        await self.gate.wait()
+        async for chunk in self.inner.stream(request):
+            yield chunk
+
+
+async def test_a_process_thought_dead_that_wakes_up_writes_nothing_to_its_recovered_run(
+    tmp_path: Path,
+) -> None:
+    async with cluster(tmp_path) as c:
+        # Given a run on A, whose heartbeats stop (A stalls) until B recovers the run
+        model = LateModel()
+        a = await c.node(model)
+        handle = await a.runner.start(c.principal, c.conversation_id, [Message.user("hi")])
+        await model.called.wait()
+        b = await c.node(ScriptedModel(["unused"]))
+        await c.kill(a)
+        await b.heartbeat.sweep()
+        # When A wakes up and its model answers
+        model.gate.set()
+        await handle.wait()
+        # Then A stopped at its first write: the run stays interrupted, without A's answer
+        assert (handle.status, await c.status(handle.run_id)) == ("interrupted", "interrupted")
+        async with c.db.repos(c.principal) as repos:
+            stored = await repos.messages.list(c.conversation_id)
+        assert [m.role for m in stored.items] == ["user"]
+        published = [event["type"] async for _, event in handle.log.follow()]
+        assert "message" not in published
+        assert "run_completed" not in published
         await b.heartbeat.aclose()
 
 

@@ -14,9 +14,9 @@ from test_store_support import SqliteBackend, new_tenant
 
 from agentguild._aio import poll_until
 from agentguild.security.principal import Principal
-from agentguild.store import Database, NotFoundError, UsageWriter
+from agentguild.store import Database, NotFoundError, NotRunOwnerError, UsageWriter
 from agentguild.store.models import utcnow
-from agentguild.types import ToolCall
+from agentguild.types import Message, ToolCall
 
 
 async def _run(db: Database, principal: Principal, status: str = "queued") -> tuple[str, str]:
@@ -130,6 +130,34 @@ class RunsContract:
         assert other is not None
         assert other.status == "interrupted"
         assert [(c.id, c.status) for c in calls] == [(call.id, "interrupted")]
+
+
+    async def test_the_fence_admits_the_runs_owner_until_it_is_recovered_or_claimed(
+        self, db: Database
+    ) -> None:
+        # Given a run executed by instance a
+        principal = await new_tenant(db)
+        conversation_id, claimed = await _run(db, principal, "running")
+        _, recovered = await _run(db, principal, "running")
+        async with db.repos(principal) as repos:
+            for run_id in (claimed, recovered):
+                assert await repos.runs.claim(run_id, "a") is not None
+            await repos.runs.fence(claimed, "a")  # a still executes it
+        # When one run is claimed by b and the other recovered (a was thought dead)
+        async with db.repos(principal) as repos:
+            await repos.runs.claim(claimed, "b")
+            await repos.runs.mark_interrupted_running()
+        # Then a's writes to either are refused, and nothing it wrote before the fence lands
+        for run_id in (claimed, recovered):
+            with pytest.raises(NotRunOwnerError, match="no longer executed by 'a'"):
+                async with db.repos(principal) as repos:
+                    await repos.messages.append(conversation_id, [Message.user("late")])
+                    await repos.runs.fence(run_id, "a")
+        async with db.repos(principal) as repos:
+            assert (await repos.messages.list(conversation_id)).items == []
+            run = await repos.runs.get(recovered)
+        assert run is not None
+        assert (run.status, run.owner) == ("interrupted", None)
 
 
 class ToolCallsContract:

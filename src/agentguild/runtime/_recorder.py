@@ -5,12 +5,20 @@ a client has seen is stored: complete messages only (text deltas are never store
 message they add up to is), a tool call's row before it executes and its outcome after,
 usage as each model call reports it. If the process dies mid-run, the record holds every
 message completed so far and nothing partial.
+
+Every transaction ends by fencing the run (`RunRepo.fence`): a process that stalled long
+enough to be thought dead, whose run was recovered or claimed elsewhere meanwhile, gets
+`NotRunOwnerError` at its next write, which lands nothing; the runner then stops the run
+here without touching its record (`finished` publishes nothing either).
 """
 
 from __future__ import annotations
 
+import logging
+
 from ..security import Principal
 from ..store.db import Database
+from ..store.errors import NotRunOwnerError
 from ..store.repositories import TenantRepos
 from ..store.usage_writer import UsageWriter
 from ..types import (
@@ -26,7 +34,10 @@ from ..types import (
 from .event_codec import RunCompleted, RunStarted, RunStatus, WireEvent, encode_event
 from .run_registry import RunHandle
 
+logger = logging.getLogger(__name__)
+
 _STOPPED_TOOL_RESULT = "Error: the run stopped before this tool call finished."
+TAKEN_OVER_ERROR = "taken over by another process: this one missed its heartbeats"
 
 
 class RunRecorder:
@@ -37,11 +48,14 @@ class RunRecorder:
         db: Database,
         principal: Principal,
         handle: RunHandle,
+        owner: str,
         usage_writer: UsageWriter | None = None,
     ) -> None:
         self.db = db
         self.principal = principal
         self.handle = handle
+        self.owner = owner
+        """The process executing the run (`runs.owner`); every write checks it still is."""
         self.usage = Usage()
         self._usage_writer = usage_writer
         self._unsaved_usage = Usage()  # saved with the next message: one transaction less
@@ -52,6 +66,7 @@ class RunRecorder:
         handle = self.handle
         async with self.db.repos(self.principal) as repos:
             await repos.runs.set_status(handle.run_id, "running")
+            await repos.runs.fence(handle.run_id, self.owner)
         handle.status = "running"
         self._publish(RunStarted(handle.run_id, handle.conversation_id, handle.agent))
 
@@ -78,11 +93,18 @@ class RunRecorder:
     async def finished(self, status: RunStatus, error: str | None = None) -> None:
         """Close open tool calls, store the final status, publish `run_completed`."""
         handle = self.handle
-        async with self.db.repos(self.principal) as repos:
-            for row_id in self._open_calls.values():
-                await repos.tool_calls.finish(row_id, _STOPPED_TOOL_RESULT, True, None)
-            await self._save_usage(repos)
-            await repos.runs.set_status(handle.run_id, status, error=error)
+        try:
+            async with self.db.repos(self.principal) as repos:
+                await repos.runs.fence(handle.run_id, self.owner)  # first: `interrupted` clears it
+                for row_id in self._open_calls.values():
+                    await repos.tool_calls.finish(row_id, _STOPPED_TOOL_RESULT, True, None)
+                await self._save_usage(repos)
+                await repos.runs.set_status(handle.run_id, status, error=error)
+        except NotRunOwnerError:
+            # Its record and its stream belong to whoever took it over: add nothing.
+            logger.warning("run.taken_over", extra={"run_id": handle.run_id})
+            handle.finish("interrupted", error=TAKEN_OVER_ERROR)
+            return
         self._open_calls.clear()
         result = handle.result
         if result is not None:
@@ -100,6 +122,7 @@ class RunRecorder:
                 self.handle.conversation_id, [event.message], run_id=self.handle.run_id
             )
             await self._save_usage(repos)
+            await repos.runs.fence(self.handle.run_id, self.owner)
         self.handle.messages.append(event.message)
         encoded = encode_event(event)
         encoded["data"]["seq"] = rows[0].seq
@@ -110,6 +133,7 @@ class RunRecorder:
             row = await repos.tool_calls.start(
                 self.handle.run_id, self.handle.conversation_id, event.call
             )
+            await repos.runs.fence(self.handle.run_id, self.owner)
         self._open_calls[event.call.id] = row.id
         self._publish(event)
 
@@ -121,6 +145,7 @@ class RunRecorder:
                 await repos.tool_calls.finish(
                     row_id, result.content, result.is_error, result.duration_s * 1000
                 )
+                await repos.runs.fence(self.handle.run_id, self.owner)
         self._publish(event)
 
     def _usage(self, event: UsageEvent) -> None:

@@ -24,7 +24,7 @@ from ..agents.base import Agent
 from ..errors import AgentguildError
 from ..security import Principal
 from ..store.db import Database
-from ..store.errors import NotFoundError
+from ..store.errors import NotFoundError, NotRunOwnerError
 from ..store.models import Run
 from ..store.usage_writer import UsageWriter
 from ..types import ErrorEvent, Event, JSONObject, Message, MessageEvent
@@ -347,7 +347,7 @@ class Runner:
     ) -> None:
         """Run the agent on `history` (None: the run waits for its turn first)."""
         bind_caller(principal.tenant_id, principal.caller_id)
-        recorder = RunRecorder(self.db, principal, handle, self.usage_writer)
+        recorder = RunRecorder(self.db, principal, handle, self.owner, self.usage_writer)
         status: RunStatus = "completed"
         error: str | None = None
         try:
@@ -372,6 +372,8 @@ class Runner:
         except asyncio.CancelledError:
             status = "interrupted" if self._closing else "cancelled"
             raise
+        except NotRunOwnerError:
+            status = "interrupted"  # taken over elsewhere: `finished` leaves its record alone
         except Exception as exc:
             status, error = "failed", _describe(exc)
             logger.warning("run.failed", exc_info=True, extra={"run_id": handle.run_id})
@@ -384,7 +386,7 @@ class Runner:
         # A task cancelled before its first step never runs its body (nor its `finally`).
         if not handle.done:
             status: RunStatus = "interrupted" if self._closing else "cancelled"
-            recorder = RunRecorder(self.db, principal, handle, self.usage_writer)
+            recorder = RunRecorder(self.db, principal, handle, self.owner, self.usage_writer)
             finishing = asyncio.ensure_future(self._finish(recorder, status, None))
             self._finishing.add(finishing)  # a strong reference until it is done
             finishing.add_done_callback(self._finishing.discard)

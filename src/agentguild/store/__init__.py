@@ -15,7 +15,13 @@ tasks package, which the rest of the store does not.
 from typing import TYPE_CHECKING, Any
 
 from .db import Database
-from .errors import ConflictError, InvalidCursorError, NotFoundError, StoreError
+from .errors import (
+    ConflictError,
+    InvalidCursorError,
+    NotFoundError,
+    NotRunOwnerError,
+    StoreError,
+)
 from .migrate import current_revision, head_revision, schema_diff, upgrade
 from .models import (
     AgentRecord,
@@ -62,6 +68,7 @@ __all__ = [
     "InvalidCursorError",
     "MessageRecord",
     "NotFoundError",
+    "NotRunOwnerError",
     "Page",
     "Run",
     "RunMode",

@@ -17,5 +17,10 @@ class ConflictError(StoreError):
     """A write would break a uniqueness rule (a taken agent name or username)."""
 
 
+class NotRunOwnerError(StoreError):
+    """A process wrote to a run it no longer executes: its owner died in the others' eyes
+    (a missed heartbeat) and the run was recovered or claimed elsewhere meanwhile."""
+
+
 class InvalidCursorError(StoreError):
     """A pagination cursor is malformed; pass back `next_cursor` exactly as received."""

@@ -9,7 +9,7 @@ from typing import Any, Literal, TypeAlias, get_args
 from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..errors import NotFoundError
+from ..errors import NotFoundError, NotRunOwnerError
 from ..ids import new_id
 from ..models import Conversation, Run, ToolCallRecord, utcnow
 from ..views import Page
@@ -126,6 +126,8 @@ class RunRepo(TenantRepo):
             values["finished_at"] = finished_at or now
         if status in FINISHED_STATUSES and status != "interrupted":
             values["pending_input"] = None
+        if status == "interrupted":
+            values["owner"] = None  # nobody executes it now (a queue worker may claim it)
         found = await self._session.scalar(
             update(Run)
             .where(Run.tenant_id == self._tenant_id, Run.id == run_id)
@@ -221,6 +223,23 @@ class RunRepo(TenantRepo):
         )
         return None if found is None else await self.get(run_id)
 
+    async def fence(self, run_id: str, owner: str) -> None:
+        """Check, in this transaction, that `owner` still executes the run, and hold the
+        run's row until commit (PostgreSQL row lock; the write lock on SQLite), so nobody
+        takes the run over before the transaction's writes land. NotRunOwnerError if
+        someone did: its owner was thought dead and the run was recovered (which clears
+        the owner) or claimed by another process. End a transaction with it (after any
+        conversation write: rows are locked conversation first, then run)."""
+        found = await self._session.scalar(
+            update(Run)
+            .where(Run.tenant_id == self._tenant_id, Run.id == run_id, Run.owner == owner)
+            .values(owner=owner)
+            .returning(Run.id)
+            .execution_options(synchronize_session=False)
+        )
+        if found is None:
+            raise NotRunOwnerError(f"run {run_id!r} is no longer executed by {owner!r}")
+
     async def cancel_unowned(self, run_id: str, live_owners: Select[str]) -> Run | None:
         """Mark the run `cancelled` if it is active and no live instance executes it (its
         owner is none, or not among `live_owners`); the run if it was."""
@@ -263,7 +282,11 @@ async def mark_interrupted(
     ids = (
         await session.scalars(
             runs.values(
-                status="interrupted", error=INTERRUPTED_ERROR, finished_at=now, pending_input=None
+                status="interrupted",
+                error=INTERRUPTED_ERROR,
+                finished_at=now,
+                pending_input=None,
+                owner=None,
             )
             .returning(Run.id)
             .execution_options(synchronize_session=False)
