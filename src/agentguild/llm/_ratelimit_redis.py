@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .ratelimit import Decision, InMemoryLimiter, RateLimit, emission_interval
+from ._ratelimit_limits import Decision, RateLimit
+from ._ratelimit_memory import InMemoryLimiter, emission_interval
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
