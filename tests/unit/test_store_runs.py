@@ -26,6 +26,15 @@ async def _run(db: Database, principal: Principal, status: str = "queued") -> tu
     return conversation.id, run.id
 
 
+async def _append_fenced(
+    db: Database, principal: Principal, conversation_id: str, run_id: str, owner: str
+) -> None:
+    """A message stored the way a run's recorder does: the transaction ends with the fence."""
+    async with db.repos(principal) as repos:
+        await repos.messages.append(conversation_id, [Message.user("late")], run_id=run_id)
+        await repos.runs.fence(run_id, owner)
+
+
 class RunsContract:
     async def test_run_lifecycle_sets_timestamps(self, db: Database) -> None:
         principal = await new_tenant(db)
@@ -131,7 +140,6 @@ class RunsContract:
         assert other.status == "interrupted"
         assert [(c.id, c.status) for c in calls] == [(call.id, "interrupted")]
 
-
     async def test_the_fence_admits_the_runs_owner_until_it_is_recovered_or_claimed(
         self, db: Database
     ) -> None:
@@ -150,9 +158,7 @@ class RunsContract:
         # Then a's writes to either are refused, and nothing it wrote before the fence lands
         for run_id in (claimed, recovered):
             with pytest.raises(NotRunOwnerError, match="no longer executed by 'a'"):
-                async with db.repos(principal) as repos:
-                    await repos.messages.append(conversation_id, [Message.user("late")])
-                    await repos.runs.fence(run_id, "a")
+                await _append_fenced(db, principal, conversation_id, run_id, "a")
         async with db.repos(principal) as repos:
             assert (await repos.messages.list(conversation_id)).items == []
             run = await repos.runs.get(recovered)
