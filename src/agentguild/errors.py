@@ -90,3 +90,10 @@ class MalformedResponseError(ModelError):
 
 class ToolError(AgentguildError):
     """A tool is misdefined, or a tool call could not be made."""
+
+
+class TaskTakenOverError(AgentguildError):
+    """A task's store refused a write: another process has the task now. This one was
+    thought dead (it missed its heartbeats) and the task was recovered or taken over
+    meanwhile; nothing of the write landed. Stop working on the task, writing nothing more.
+    """

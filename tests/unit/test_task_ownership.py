@@ -10,6 +10,7 @@ tests/integration/test_store_postgres.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -213,6 +214,34 @@ class TaskOwnershipContract:
             mine = [t for t in ran if t.input in node.model.planned]
             done = ("completed", f"done by {node.model.name}")
             assert [(t.status, t.result) for t in mine] == [done] * len(mine)
+
+    async def test_an_instance_thought_dead_that_wakes_up_writes_nothing_to_its_failed_task(
+        self, cluster: Cluster, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # Given a task whose subtask is held on `first`, which stalls (stops beating)
+        # until `second` recovers the task
+        first = await cluster.node("first")
+        held, _ = await cluster.busy_with_one_holding_more(first, queued=0)
+        second = await cluster.node("second")
+        await cluster.kill(first)
+        await second.heartbeat.sweep()
+        recovered = await cluster.stored(held)
+        # When `first` wakes up and its subtask ends
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            first.model.release.set()
+            await asyncio.wait_for(
+                first.tasks.manager.wait(held.id, tenant_id=cluster.principal.tenant_id), WAIT_S
+            )
+        # Then its saves were refused: the task stays as `second` left it, failed
+        assert (await cluster.stored(held)).to_json() == recovered.to_json()
+        assert (recovered.status, [s.status for s in recovered.subtasks]) == (
+            "failed",
+            ["cancelled"],
+        )
+        assert [(r.name, r.message) for r in caplog.records] == [
+            ("agentguild.tasks.manager", "task.taken_over")
+        ]
 
 
 class TestTaskOwnershipOnSqlite(SqliteBackend, TaskOwnershipContract):

@@ -277,6 +277,36 @@ async def test_a_task_whose_worker_died_is_resumed_without_repeating_completed_s
     assert (await deployment.job(task)).completions == 1
 
 
+async def test_a_worker_thought_dead_that_wakes_up_stores_nothing_and_leaves_the_job(
+    deployment: Deployment,
+) -> None:
+    # given a worker working on s2, thought dead meanwhile: its job went to another
+    # worker, which took the task over and finished it
+    server = await deployment.server()
+    first = await deployment.worker("first")
+    second = await deployment.worker("second", hold=False)
+    task = await server.tasks.submit(deployment.principal, "assess it")
+    job = await deployment.job(task)
+    late = first.deliver(job.id)
+    await asyncio.wait_for(first.model.s2_started.wait(), WAIT_S)
+    await deployment.kill(first)
+    assert (await asyncio.wait_for(second.deliver(job.id), WAIT_S)).kind == "completed"
+    done = await deployment.stored(task)
+
+    # when the first worker wakes up and s2 ends there
+    first.model.release.set()
+    outcome = await asyncio.wait_for(late, WAIT_S)
+
+    # then its save was refused: it stopped there (no synthesis), storing nothing, and
+    # left the task and its job as the second worker did
+    assert outcome.kind == "released"
+    assert (await deployment.stored(task)).to_json() == done.to_json()
+    assert done.result == "answer by second from facts by first"
+    assert first.model.calls == ["plan", "s1", "s2"]
+    finished = await deployment.job(task)
+    assert (finished.status, finished.completions) == ("completed", 1)
+
+
 async def test_a_worker_shutting_down_hands_its_task_back_and_the_next_one_finishes_it(
     deployment: Deployment,
 ) -> None:

@@ -15,10 +15,10 @@ from test_store_support import SqliteBackend, new_tenant
 
 from agentguild import Assistant, Message
 from agentguild.llm import ChatRequest, ChatResponse, ScriptedModel
-from agentguild.store import ConflictError, Database, SqlTaskStore
+from agentguild.store import ConflictError, Database, NotTaskOwnerError, SqlTaskStore
 from agentguild.store.models import Instance, TaskRecord
 from agentguild.tasks import Mark, PlannedTeam, Subtask, Task, TaskStore
-from agentguild.types import Usage
+from agentguild.types import JSONObject, Usage
 
 T0 = 1_700_000_000.0  # times with exact binary fractions survive the round trip exactly
 
@@ -255,7 +255,7 @@ class TaskStoreContract:
         assert kinds == ["start"] * 3 + ["end"] * 3  # all three ran at once
         assert_same(stored.to_json(), task.to_json())
 
-    async def test_a_tasks_owner_is_set_when_first_stored_and_kept_by_later_saves(
+    async def test_a_tasks_owner_is_set_when_first_stored_and_kept_by_its_saves(
         self, db: Database
     ) -> None:
         tenant = (await new_tenant(db)).tenant_id
@@ -265,8 +265,8 @@ class TaskStoreContract:
 
         await first.save(task)
         task.status = "completed"
-        await second.save(task)
-        await second.save_subtask(task, task.subtasks[1])
+        await first.save(task)
+        await first.save_subtask(task, task.subtasks[1])
         await second.save_subtask(unsaved, unsaved.subtasks[0])
         stored = await second.get(task.id, tenant_id=tenant)
 
@@ -274,6 +274,43 @@ class TaskStoreContract:
         assert stored.status == "completed"
         assert await owner_of(db, task.id) == "first"
         assert await owner_of(db, unsaved.id) == "second"
+
+    async def test_an_owners_saves_are_refused_once_its_task_is_recovered_or_taken_over(
+        self, db: Database
+    ) -> None:
+        # Given three tasks running on `a`, whose saves land while it owns them
+        tenant = (await new_tenant(db)).tenant_id
+        a, b = SqlTaskStore(db, owner="a"), SqlTaskStore(db, owner="b")
+        tasks = [a_task(tenant, id=f"task_{name}") for name in ("failed", "cancelled", "taken")]
+        for task in tasks:
+            await a.save(task)
+            task.subtask("code").attempts = 3
+            await a.save_subtask(task, task.subtask("code"))
+        _, cancelled, taken = tasks
+        # When `a` is thought dead: b takes one over, cancels one and fails the last
+        assert await b.take(taken.id, tenant_id=tenant) is not None
+        assert await b.cancel_unowned(cancelled.id, tenant_id=tenant) is not None
+        assert await b.fail_orphaned("b") == 1
+        before = await stored_as_json(b, tasks)
+        # Then a's later saves of any of them are refused, and none of them lands
+        for task in tasks:
+            task.status, task.result = "completed", "a late answer"
+            code = task.subtask("code")
+            code.status, code.result = "completed", "print(1)"
+            task.timeline.append(Mark("code", "end", T0 + 3))
+            with pytest.raises(NotTaskOwnerError, match="no longer owned by 'a'"):
+                await a.save_subtask(task, code)
+            with pytest.raises(NotTaskOwnerError, match="no longer owned by 'a'"):
+                await a.save(task)
+        assert await stored_as_json(b, tasks) == before
+        assert [(t["status"], t["subtasks"][1]["attempts"]) for t in before] == [
+            ("failed", 3),
+            ("cancelled", 3),
+            ("running", 3),
+        ]
+        assert [await owner_of(db, t.id) for t in tasks] == [None, None, "b"]
+        await b.save(taken)  # while its new owner's saves land
+        assert (await stored_as_json(b, [taken]))[0]["result"] == "a late answer"
 
     async def test_orphaned_running_tasks_fail_and_pending_ones_are_taken_once(
         self, db: Database
@@ -324,6 +361,11 @@ class TaskStoreContract:
 
         assert kept == []
         assert taken == [(tenant, "task_1")]
+
+
+async def stored_as_json(store: SqlTaskStore, tasks: list[Task]) -> list[JSONObject]:
+    found = [await store.get(task.id, tenant_id=task.tenant_id) for task in tasks]
+    return [task.to_json() for task in found if task is not None]
 
 
 async def owner_of(db: Database, task_id: str) -> str | None:

@@ -28,8 +28,11 @@ TASK_QUEUE = "default"
 
 
 class TaskInterruptedError(JobInterruptedError):
-    """The task stopped unfinished because its worker is shutting down: it is stored
-    pending again, and its job is delivered again."""
+    """The task stopped unfinished here: its worker is shutting down (the task is stored
+    pending again), or another process took it over (this worker was thought dead; the
+    task is that process's now). Its job is delivered again, and this attempt does not
+    count (a delivery while another worker holds the job waits; one for a finished task
+    does nothing)."""
 
 
 def task_job_key(task_id: str) -> str:

@@ -6,13 +6,14 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Select
 
 from ..agents.termination import ExternalStop
-from ..errors import AgentguildError
+from ..errors import AgentguildError, TaskTakenOverError
 from ..store.task_store import SqlTaskStore
 from ..tasks import PlannedTeam, Task, TaskEventObserver
 from ..types import TaskStatus
@@ -43,6 +44,10 @@ class QueuedTaskRuns:
     every change. `stop` ends one as cancelled (a cancel request); `interrupt` stops them
     all unfinished (the worker is shutting down): each is stored `pending` again, without
     owner, and its job ends with `TaskInterruptedError`, to be delivered again.
+
+    A task whose store refuses a save (this worker was thought dead, and the task was
+    recovered or taken over elsewhere) stops here at once, storing nothing more; its job
+    ends with `TaskInterruptedError` too, leaving the job to whoever has it now.
     """
 
     def __init__(
@@ -83,8 +88,9 @@ class QueuedTaskRuns:
     async def run(self, task: Task, team: PlannedTeam, context: contextvars.Context) -> TaskStatus:
         """Run a claimed task (in `context`) until it ends; its final status.
 
-        Raises `TaskInterruptedError` if `interrupt` stopped it, and an error (the job is
-        retried) if it ended without its end being stored.
+        Raises `TaskInterruptedError` if `interrupt` stopped it or another process took it
+        over (the store refused a save), and an error (the job is retried) if it ended
+        without its end being stored.
         """
         if self._interrupting:
             await self._release(task)
@@ -108,12 +114,24 @@ class QueuedTaskRuns:
                     f"task {task.id} was interrupted by a shutdown"
                 ) from None
             raise
+        except TaskTakenOverError:
+            raise _taken_over(task) from None
         except Exception:  # the team recorded the failure on the task
             logger.exception("task.crashed", extra={"task_id": task.id})
         finally:
             del self._live[task.id]
             live.done.set()
         return await self._outcome(task)
+
+    async def fail(self, task: Task, error: str) -> TaskStatus:
+        """End a claimed task `failed` without running it (its team cannot be built here);
+        its status. `TaskInterruptedError` if another process took it over meanwhile."""
+        task.status, task.error, task.finished_at = "failed", error, time.time()
+        try:
+            await self.store.save(task)
+        except TaskTakenOverError:
+            raise _taken_over(task) from None
+        return task.status
 
     def stop(self, task_id: str, reason: str = "cancelled on request") -> bool:
         """Stop the task if it runs here (it ends `cancelled`); whether it does."""
@@ -157,3 +175,11 @@ class QueuedTaskRuns:
             await self._release(task)
             raise AgentguildError(f"task {task.id} ended unrecorded; it will be run again")
         return stored.status
+
+
+def _taken_over(task: Task) -> TaskInterruptedError:
+    """The error ending a task's job here once its store refused a save: this worker was
+    thought dead, and the task (like its job) is another process's now. Nothing more is
+    stored from here, and the job's outcome is left to that process."""
+    logger.warning("task.taken_over", extra={"task_id": task.id})
+    return TaskInterruptedError(f"task {task.id} was taken over by another process")

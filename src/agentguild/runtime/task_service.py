@@ -38,7 +38,7 @@ from sqlalchemy import Select
 from ..errors import AgentguildError, ConfigError
 from ..security import Principal, Role
 from ..store.db import Database
-from ..store.errors import NotFoundError
+from ..store.errors import NotFoundError, NotTaskOwnerError
 from ..store.ids import new_id
 from ..store.task_store import SqlTaskStore
 from ..store.usage_writer import UsageWriter
@@ -153,7 +153,10 @@ class TaskService:
             for tenant_id, task_id in taken:
                 if self._closed:
                     break
-                await self._queue_stored(tenant_id, task_id)
+                try:
+                    await self._queue_stored(tenant_id, task_id)
+                except NotTaskOwnerError:  # thought dead meanwhile: another process has it
+                    logger.warning("task.taken_over", extra={"task_id": task_id})
                 queued += 1
         finally:
             # Tasks not queued here (this service closed meanwhile, or an error) must not
@@ -219,8 +222,12 @@ class TaskService:
         """
         tenant = principal.tenant_id
         if self.manager.holds(task_id, tenant_id=tenant):
-            await self.manager.cancel(task_id, tenant_id=tenant)
-            return await self.manager.wait(task_id, tenant_id=tenant)
+            try:
+                await self.manager.cancel(task_id, tenant_id=tenant)
+            except NotTaskOwnerError:  # queued here, but another process took it over
+                logger.warning("task.taken_over", extra={"task_id": task_id})
+            else:
+                return await self.manager.wait(task_id, tenant_id=tenant)
         task = await self.store.get(task_id, tenant_id=tenant)
         if task is None or task.finished:
             return task
@@ -244,7 +251,8 @@ class TaskService:
         The task is claimed first: a pending task, or one whose process died, which is
         resumed from its plan (its completed subtasks are not run again). One still
         running on a live process is waited for. Raises `TaskInterruptedError` if this
-        service is closed meanwhile (the task is stored pending again).
+        service is closed meanwhile (the task is stored pending again), or if another
+        process took the task over (this one was thought dead: nothing more is stored).
         """
         task = await self.worker.claim(principal.tenant_id, task_id)
         if task is None:
@@ -252,9 +260,7 @@ class TaskService:
         try:
             team, _ = await self._team(principal, task.agent_id)
         except (NotFoundError, ConfigError, NotPlannedError) as exc:
-            task.status, task.error, task.finished_at = "failed", str(exc), time.time()
-            await self.store.save(task)
-            return task.status
+            return await self.worker.fail(task, str(exc))
         return await self.worker.run(task, team, _context(principal))
 
     async def listen(self) -> None:
@@ -295,7 +301,10 @@ class TaskService:
         except Exception as exc:
             task.status, task.finished_at = "failed", time.time()
             task.error = f"the task could not be queued: {exc}"
-            await self.store.save(task)
+            try:
+                await self.store.save(task)
+            except NotTaskOwnerError:  # queued after all, and taken (or cancelled): leave it
+                logger.warning("task.taken_over", extra={"task_id": task.id})
             raise
         return task
 

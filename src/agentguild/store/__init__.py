@@ -20,6 +20,7 @@ from .errors import (
     InvalidCursorError,
     NotFoundError,
     NotRunOwnerError,
+    NotTaskOwnerError,
     StoreError,
 )
 from .migrate import current_revision, head_revision, schema_diff, upgrade
@@ -69,6 +70,7 @@ __all__ = [
     "MessageRecord",
     "NotFoundError",
     "NotRunOwnerError",
+    "NotTaskOwnerError",
     "Page",
     "Run",
     "RunMode",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentguild.errors import AgentguildError
+from agentguild.errors import AgentguildError, TaskTakenOverError
 
 
 class StoreError(AgentguildError):
@@ -20,6 +20,12 @@ class ConflictError(StoreError):
 class NotRunOwnerError(StoreError):
     """A process wrote to a run it no longer executes: its owner died in the others' eyes
     (a missed heartbeat) and the run was recovered or claimed elsewhere meanwhile."""
+
+
+class NotTaskOwnerError(StoreError, TaskTakenOverError):
+    """A process saved a task it no longer owns: its owner died in the others' eyes (a
+    missed heartbeat) and the task was recovered (failed or cancelled, which clears its
+    owner) or taken over elsewhere meanwhile."""
 
 
 class InvalidCursorError(StoreError):

@@ -12,6 +12,7 @@ from ..security.principal import Principal, Role
 from ..tasks.models import Subtask, Task
 from ..types import TaskStatus
 from .db import Database
+from .errors import NotTaskOwnerError
 from .repositories.task_owners import (
     cancel_unowned_task,
     fail_interrupted_tasks,
@@ -43,7 +44,13 @@ class SqlTaskStore:
     for the tasks this store inserts, never changed by later saves. Owners change only by
     compare-and-set: `start` (an in-process task starts only if this process still owns
     it), `take` (a queue worker takes a task), `release`, and recovery, which works on
-    *orphans*, tasks no live process owns (`fail_orphaned`, `take_orphaned`).
+    *orphans*, tasks no live process owns (`fail_orphaned`, `take_orphaned`), and clears
+    the owner of the tasks it ends (as `cancel_unowned` does).
+
+    A store with an `owner` saves only the tasks that `owner` owns (or inserts): a save of
+    a stored task owned by another process, or by none, raises `NotTaskOwnerError` and
+    writes nothing. A process thought dead that wakes up thus cannot overwrite what the
+    others made of its tasks meanwhile.
     """
 
     def __init__(self, db: Database, *, owner: str | None = None) -> None:
@@ -54,17 +61,23 @@ class SqlTaskStore:
         self._locks = [asyncio.Lock() for _ in range(_STRIPES)]
 
     async def save(self, task: Task) -> None:
-        """Insert or replace a task with its subtasks and timeline."""
+        """Insert or replace a task with its subtasks and timeline (NotTaskOwnerError: see
+        the class)."""
         snapshot = _copy(task)
         async with self._lock(task):
-            await unbroken(self._write(snapshot, None))
+            refused = await unbroken(self._write(snapshot, None))
+        if refused is not None:
+            raise refused
 
     async def save_subtask(self, task: Task, subtask: Subtask) -> None:
-        """Record a change of one subtask of `task` and the task's timeline."""
+        """Record a change of one subtask of `task` and the task's timeline
+        (NotTaskOwnerError: see the class)."""
         snapshot = _copy(task)
         changed = Subtask.from_json(subtask.to_json())
         async with self._lock(task):
-            await unbroken(self._write(snapshot, changed))
+            refused = await unbroken(self._write(snapshot, changed))
+        if refused is not None:
+            raise refused
 
     async def get(self, task_id: str, *, tenant_id: str = "default") -> Task | None:
         """The task with its subtasks, or None if the tenant has no such task."""
@@ -177,13 +190,19 @@ class SqlTaskStore:
     def _lock(self, task: Task) -> asyncio.Lock:
         return self._locks[hash((task.tenant_id, task.id)) % _STRIPES]
 
-    async def _write(self, task: Task, subtask: Subtask | None) -> None:
-        async with self.db.session() as session:
-            repo = TaskRepo(session, _tenant(task.tenant_id))
-            if subtask is None:
-                await repo.save(task, owner=self.owner)
-            else:
-                await repo.save_subtask(task, subtask, owner=self.owner)
+    async def _write(self, task: Task, subtask: Subtask | None) -> NotTaskOwnerError | None:
+        """One save in one transaction; its refusal, if `owner` no longer owns the task (an
+        outcome, returned: a caller cancelled meanwhile drops it without an error logged)."""
+        try:
+            async with self.db.session() as session:
+                repo = TaskRepo(session, _tenant(task.tenant_id))
+                if subtask is None:
+                    await repo.save(task, owner=self.owner)
+                else:
+                    await repo.save_subtask(task, subtask, owner=self.owner)
+        except NotTaskOwnerError as refused:
+            return refused
+        return None
 
 
 def _orphans(owner: str, live_owners: Select[str] | None, skip_queued: bool) -> ColumnElement[bool]:

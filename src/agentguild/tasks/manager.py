@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..agents.termination import ExternalStop
-from ..errors import AgentguildError
+from ..errors import AgentguildError, TaskTakenOverError
 from ..types import Event, TaskStatus
 from .models import Task
 from .store import TaskStore
@@ -149,7 +149,8 @@ class TaskManager:
 
     async def cancel(self, task_id: str, *, tenant_id: str = "default") -> bool:
         """Stop a running task or withdraw a queued one; False if it had already finished
-        (or does not exist)."""
+        (or does not exist). `TaskTakenOverError` if the store refused to mark a queued
+        task cancelled: another process has it now (it is no longer started here)."""
         key = (tenant_id, task_id)
         stop = self._stops.get(key)
         if stop is not None:
@@ -211,6 +212,8 @@ class TaskManager:
             self._runs.add(run)
             try:
                 await run
+            except TaskTakenOverError:  # its store refused a save: another process has it
+                logger.warning("task.taken_over", extra={"task_id": key[1]})
             except Exception:  # the team recorded the failure on the task; serve the next
                 logger.exception("task.crashed", extra={"task_id": key[1]})
             finally:

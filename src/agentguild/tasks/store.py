@@ -15,6 +15,10 @@ class TaskStore(Protocol):
 
     Implementations: `InMemoryTaskStore` (one process); `agentguild.store.SqlTaskStore`
     (the serving platform's database) implements the same four methods.
+
+    A store shared by several processes may refuse a save because another process has the
+    task now (this one was thought dead meanwhile): it raises `TaskTakenOverError` having
+    written nothing, and the task's run stops there, writing nothing more.
     """
 
     async def save(self, task: Task) -> None:

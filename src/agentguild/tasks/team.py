@@ -11,7 +11,7 @@ from ..agents.base import Agent, MessagesInput, final_result, run_sync, to_messa
 from ..agents.teams._choose import description_of
 from ..agents.teams._streams import Interrupted, Watch, interleave
 from ..agents.termination import ExternalStop, Fired, Timeout, _AnyState
-from ..errors import AgentguildError
+from ..errors import AgentguildError, TaskTakenOverError
 from ..llm.base import ChatModel
 from ..types import (
     ErrorEvent,
@@ -124,6 +124,8 @@ class PlannedTeam:
             async for event in self._end(task, usage, fired=fired):
                 yield event
             return
+        except TaskTakenOverError:
+            raise  # another process has the task: nothing more is stored or told from here
         except Exception as exc:  # recorded on the task; unexpected errors propagate too
             async for event in self._end(task, usage, error=exc):
                 yield event

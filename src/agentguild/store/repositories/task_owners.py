@@ -5,6 +5,8 @@ are owned by the server that queued them from the start; tasks sent to queue wor
 (`task.execute` jobs, idempotency key `task:<id>`) are claimed by the worker that runs
 them. Every move of a task between owners is one conditional UPDATE (a compare-and-set),
 so two processes never both take one task, however stale their view of who is live.
+A task recovered (failed, cancelled) is owned by none from then on: its old owner, if it
+was only thought dead, has its later saves refused (see `TaskRepo`).
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ def queue_owned_tasks() -> ColumnElement[bool]:
 
 
 async def fail_interrupted_tasks(session: AsyncSession, scope: ColumnElement[bool]) -> int:
-    """Tasks `running` within `scope` (see `orphaned_tasks`) become `failed`, their
-    unfinished subtasks `cancelled`; how many. Every tenant."""
+    """Tasks `running` within `scope` (see `orphaned_tasks`) become `failed` and owned by
+    none, their unfinished subtasks `cancelled`; how many. Every tenant."""
     now = utcnow()
     ids = (
         await session.scalars(
             update(TaskRecord)
             .where(TaskRecord.status == "running", scope)
-            .values(status="failed", error=INTERRUPTED_TASK_ERROR, finished_at=now)
+            .values(status="failed", error=INTERRUPTED_TASK_ERROR, finished_at=now, owner=None)
             .returning(TaskRecord.id)
             .execution_options(synchronize_session=False)
         )
@@ -199,10 +201,10 @@ async def release_running_task(
 async def cancel_unowned_task(
     session: AsyncSession, tenant_id: str, task_id: str, live_owners: Select[str] | None
 ) -> bool:
-    """Mark the task `cancelled` (its unfinished subtasks too) if it has not started
-    (`pending`: whoever queued it, it will not start now), or is `running` but no live
-    process runs it (owner none, or not among `live_owners`; None: no other process is
-    live); whether it did."""
+    """Mark the task `cancelled` and owned by none (its unfinished subtasks `cancelled`
+    too) if it has not started (`pending`: whoever queued it, it will not start now), or
+    is `running` but no live process runs it (owner none, or not among `live_owners`;
+    None: no other process is live); whether it did."""
     now = utcnow()
     found = await session.scalar(
         update(TaskRecord)
@@ -214,7 +216,7 @@ async def cancel_unowned_task(
                 (TaskRecord.status == "running") & _run_by_nobody(live_owners),
             ),
         )
-        .values(status="cancelled", error=CANCELLED_TASK_ERROR, finished_at=now)
+        .values(status="cancelled", error=CANCELLED_TASK_ERROR, finished_at=now, owner=None)
         .returning(TaskRecord.id)
         .execution_options(synchronize_session=False)
     )

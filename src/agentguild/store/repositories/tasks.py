@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ...tasks.models import Mark, Subtask, Task
 from ...types import TaskStatus, Usage
-from ..errors import ConflictError
+from ..errors import ConflictError, NotTaskOwnerError
 from ..models import SubtaskRecord, TaskRecord
 from ..views import Page
 from ._base import TenantRepo, newest_first, page_of
@@ -24,22 +24,30 @@ class TaskRepo(TenantRepo):
     Writes start with an UPDATE (an INSERT when there was nothing to update), never with a
     read, so concurrent writers queue on the database's write lock instead of failing.
     A task's `owner` is written when the task is inserted and never by later saves (only
-    `take_orphaned_tasks` moves it).
+    the compare-and-sets of `task_owners` move it).
+
+    Saves made with an `owner` (the writing process) are *fenced*: a stored task is
+    changed only if that process still owns it, checked by the UPDATE itself, which holds
+    the task's row until commit (PostgreSQL row lock; the write lock on SQLite), so
+    nobody takes the task over before the save lands. A process thought dead, whose task
+    was recovered (which clears its owner) or taken over meanwhile, gets
+    `NotTaskOwnerError`, having written nothing.
     """
 
     async def save(self, task: Task, *, owner: str | None = None) -> None:
-        """Insert or replace the task, its subtasks and timeline; `owner` is the task's owner
-        if this inserts it. ConflictError if another tenant has a task with this id."""
+        """Insert or replace the task, its subtasks and timeline. `owner` is the writing
+        process: the task's owner if this inserts it, which must own it if it is stored
+        (NotTaskOwnerError otherwise); None: unchecked, inserted unowned. ConflictError if
+        another tenant has a task with this id."""
         self._check(task)
         values = _task_values(task)
-        found = await self._session.scalar(
-            update(TaskRecord)
-            .where(TaskRecord.tenant_id == self._tenant_id, TaskRecord.id == task.id)
-            .values(**values)
-            .returning(TaskRecord.id)
-            .execution_options(synchronize_session=False)
-        )
-        if found is None:
+        if await self._update_task(task.id, values, owner):
+            await self._session.execute(
+                delete(SubtaskRecord).where(
+                    SubtaskRecord.tenant_id == self._tenant_id, SubtaskRecord.task_id == task.id
+                )
+            )
+        else:
             try:
                 await self._session.execute(
                     insert(TaskRecord).values(
@@ -48,12 +56,6 @@ class TaskRepo(TenantRepo):
                 )
             except IntegrityError as exc:
                 raise ConflictError(f"task id {task.id!r} is taken") from exc
-        else:
-            await self._session.execute(
-                delete(SubtaskRecord).where(
-                    SubtaskRecord.tenant_id == self._tenant_id, SubtaskRecord.task_id == task.id
-                )
-            )
         if task.subtasks:
             await self._session.execute(
                 insert(SubtaskRecord),
@@ -62,16 +64,9 @@ class TaskRepo(TenantRepo):
 
     async def save_subtask(self, task: Task, subtask: Subtask, *, owner: str | None = None) -> None:
         """Record a change of one subtask and the task's timeline (the whole task, owned by
-        `owner`, if it was not stored yet)."""
+        `owner`, if it was not stored yet). Fenced by `owner` as `save` is."""
         self._check(task)
-        found = await self._session.scalar(
-            update(TaskRecord)
-            .where(TaskRecord.tenant_id == self._tenant_id, TaskRecord.id == task.id)
-            .values(timeline=_timeline(task))
-            .returning(TaskRecord.id)
-            .execution_options(synchronize_session=False)
-        )
-        if found is None:
+        if not await self._update_task(task.id, {"timeline": _timeline(task)}, owner):
             await self.save(task, owner=owner)
             return
         updated = await self._session.scalar(
@@ -134,6 +129,35 @@ class TaskRepo(TenantRepo):
         for row in rows:
             by_task.setdefault(row.task_id, []).append(row)
         return by_task
+
+    async def _update_task(self, task_id: str, values: dict[str, Any], owner: str | None) -> bool:
+        """Update the task's row with `values` if `owner` (None: anyone) owns it; whether
+        the task is stored. NotTaskOwnerError if it is, but owned by another or by none."""
+        query = update(TaskRecord).where(
+            TaskRecord.tenant_id == self._tenant_id, TaskRecord.id == task_id
+        )
+        if owner is not None:
+            query = query.where(TaskRecord.owner == owner)
+        found = await self._session.scalar(
+            query.values(**values)
+            .returning(TaskRecord.id)
+            .execution_options(synchronize_session=False)
+        )
+        if found is not None:
+            return True
+        if owner is not None and await self._stored(task_id):
+            raise NotTaskOwnerError(
+                f"task {task_id!r} is no longer owned by {owner!r}: another process has it"
+            )
+        return False
+
+    async def _stored(self, task_id: str) -> bool:
+        found = await self._session.scalar(
+            select(TaskRecord.id).where(
+                TaskRecord.tenant_id == self._tenant_id, TaskRecord.id == task_id
+            )
+        )
+        return found is not None
 
     def _check(self, task: Task) -> None:
         if task.tenant_id != self._tenant_id:
