@@ -182,6 +182,22 @@ class Deployment:
             return await session.scalar(select(TaskRecord.owner).where(TaskRecord.id == task.id))
 
 
+async def _first_worker_on_s2(
+    deployment: Deployment,
+) -> tuple[Process, Process, Task, QueueJob, asyncio.Task[Outcome]]:
+    """A server queues a task; worker "first" takes its job, completes s1 and is working
+    on s2 (held there); worker "second" stands by. The workers, the task, its job, and
+    first's delivery."""
+    server = await deployment.server()
+    first = await deployment.worker("first")
+    second = await deployment.worker("second", hold=False)
+    task = await server.tasks.submit(deployment.principal, "assess it")
+    job = await deployment.job(task)
+    delivery = first.deliver(job.id)
+    await asyncio.wait_for(first.model.s2_started.wait(), WAIT_S)
+    return first, second, task, job, delivery
+
+
 @pytest.fixture
 async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     db = Database(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}"))
@@ -250,13 +266,7 @@ async def test_a_task_whose_worker_died_is_resumed_without_repeating_completed_s
     deployment: Deployment,
 ) -> None:
     # given a worker that completed s1 and is working on s2
-    server = await deployment.server()
-    first = await deployment.worker("first")
-    second = await deployment.worker("second", hold=False)
-    task = await server.tasks.submit(deployment.principal, "assess it")
-    job = await deployment.job(task)
-    first.deliver(job.id)
-    await asyncio.wait_for(first.model.s2_started.wait(), WAIT_S)
+    first, second, task, job, _ = await _first_worker_on_s2(deployment)
 
     # when that worker dies, and its job is delivered to another worker
     await deployment.kill(first)
@@ -282,13 +292,7 @@ async def test_a_worker_thought_dead_that_wakes_up_stores_nothing_and_leaves_the
 ) -> None:
     # given a worker working on s2, thought dead meanwhile: its job went to another
     # worker, which took the task over and finished it
-    server = await deployment.server()
-    first = await deployment.worker("first")
-    second = await deployment.worker("second", hold=False)
-    task = await server.tasks.submit(deployment.principal, "assess it")
-    job = await deployment.job(task)
-    late = first.deliver(job.id)
-    await asyncio.wait_for(first.model.s2_started.wait(), WAIT_S)
+    first, second, task, job, late = await _first_worker_on_s2(deployment)
     await deployment.kill(first)
     assert (await asyncio.wait_for(second.deliver(job.id), WAIT_S)).kind == "completed"
     done = await deployment.stored(task)
@@ -311,13 +315,7 @@ async def test_a_worker_shutting_down_hands_its_task_back_and_the_next_one_finis
     deployment: Deployment,
 ) -> None:
     # given a worker that completed s1 and is working on s2
-    server = await deployment.server()
-    first = await deployment.worker("first")
-    second = await deployment.worker("second", hold=False)
-    task = await server.tasks.submit(deployment.principal, "assess it")
-    job = await deployment.job(task)
-    delivery = first.deliver(job.id)
-    await asyncio.wait_for(first.model.s2_started.wait(), WAIT_S)
+    first, second, task, job, delivery = await _first_worker_on_s2(deployment)
 
     # when it shuts down
     await asyncio.wait_for(first.tasks.aclose(), WAIT_S)
