@@ -6,7 +6,7 @@ message they add up to is), a tool call's row before it executes and its outcome
 usage as each model call reports it. If the process dies mid-run, the record holds every
 message completed so far and nothing partial.
 
-Every transaction ends by fencing the run (`RunRepo.fence`): a process that stalled long
+Every transaction also fences the run (`RunRepo.fence`): a process that stalled long
 enough to be thought dead, whose run was recovered or claimed elsewhere meanwhile, gets
 `NotRunOwnerError` at its next write, which lands nothing; the runner then stops the run
 here without touching its record (`finished` publishes nothing either).

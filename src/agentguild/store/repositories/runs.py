@@ -228,8 +228,9 @@ class RunRepo(TenantRepo):
         run's row until commit (PostgreSQL row lock; the write lock on SQLite), so nobody
         takes the run over before the transaction's writes land. NotRunOwnerError if
         someone did: its owner was thought dead and the run was recovered (which clears
-        the owner) or claimed by another process. End a transaction with it (after any
-        conversation write: rows are locked conversation first, then run)."""
+        the owner) or claimed by another process. Call it after any conversation write in
+        the transaction (rows are locked conversation first, then run), and before any
+        write that clears the owner (`set_status("interrupted")`)."""
         found = await self._session.scalar(
             update(Run)
             .where(Run.tenant_id == self._tenant_id, Run.id == run_id, Run.owner == owner)
