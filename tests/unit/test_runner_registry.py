@@ -44,6 +44,35 @@ async def test_follower_gets_live_events_until_the_log_closes() -> None:
     assert await _collect(log.follow()) == [1, 2, 3]
 
 
+class RecordingSink:
+    """An event bus as a log's sink: what the log forwarded to it."""
+
+    def __init__(self) -> None:
+        self.published: list[int] = []
+        self.ended: list[str] = []
+
+    def publish(self, run_id: str, seq: int, event: dict[str, object]) -> None:
+        self.published.append(seq)
+
+    def close_run(self, run_id: str) -> None:
+        self.ended.append(run_id)
+
+
+async def test_an_abandoned_log_ends_here_but_leaves_the_shared_stream_open() -> None:
+    # Given two runs' logs forwarding to their bus
+    sink = RecordingSink()
+    ended, taken_over = RunLog(run_id="run_1", sink=sink), RunLog(run_id="run_2", sink=sink)
+    for log in (ended, taken_over):
+        log.append(_event(1))
+    # When one ends here, and the other is abandoned (another process continues it)
+    ended.close()
+    taken_over.abandon()
+    # Then both are complete here, but only the first one's shared stream was ended
+    assert (ended.closed, taken_over.closed) == (True, True)
+    assert sink.ended == ["run_1"]
+    assert await _collect(taken_over.follow()) == [1]
+
+
 def _handle(mode: RunMode, run_id: str = "run_1", tenant: str = "t1") -> RunHandle:
     return RunHandle(run_id, tenant_id=tenant, conversation_id="conv_1", agent="a", mode=mode)
 

@@ -103,6 +103,7 @@ class RunRecorder:
         except NotRunOwnerError:
             # Its record and its stream belong to whoever took it over: add nothing.
             logger.warning("run.taken_over", extra={"run_id": handle.run_id})
+            handle.log.abandon()
             handle.finish("interrupted", error=TAKEN_OVER_ERROR)
             return
         self._open_calls.clear()

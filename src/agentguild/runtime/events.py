@@ -98,6 +98,12 @@ class RunLog:
         self._wake()
         return seq
 
+    def abandon(self) -> None:
+        """Mark the log complete here without ending the run's shared stream: another
+        process took the run over and continues that stream (its followers go on)."""
+        self._sink = None
+        self.close()
+
     def close(self) -> None:
         """Mark the log complete: followers stop after its last event."""
         if self._closed:
