@@ -7,21 +7,19 @@ at the end; nothing else on the server is touched.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from agentguild._platform_settings import DatabaseSettings
 from agentguild.store import Base, Database, current_revision, head_revision, upgrade
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 
+from _postgres import create_database, database_url, drop_database
 from test_store_agents import AgentsContract, ConversationsContract
 from test_store_isolation import IsolationContract
 from test_store_messages import MessagesContract
@@ -32,37 +30,19 @@ from test_task_ownership import TaskOwnershipContract
 from test_tasks_sql_store import TaskStoreContract
 
 
-def _database_url(server_url: str, database: str) -> str:
-    """`server_url` (postgresql://...) pointed at `database`, with the asyncpg driver."""
-    url = make_url(server_url).set(drivername="postgresql+asyncpg", database=database)
-    return url.render_as_string(hide_password=False)
-
-
-def _admin(server_url: str, statement: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(server_url)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
 @pytest.fixture(scope="session")
 def fresh_database(postgres_url: str) -> Iterator[object]:
     """A factory of new, empty databases; all are dropped when the session ends."""
     created: list[str] = []
 
     def create() -> str:
-        name = f"agentguild_test_{secrets.token_hex(6)}"
-        _admin(postgres_url, f'CREATE DATABASE "{name}"')
+        name = create_database(postgres_url, "agentguild_test")
         created.append(name)
-        return _database_url(postgres_url, name)
+        return database_url(postgres_url, name)
 
     yield create
     for name in created:
-        _admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(postgres_url, name)
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 from _celery_workers import Worker
-from _queue_support import broker_url_for, celery_settings, postgres_database
+from _postgres import postgres_database
+from _queue_support import broker_url_for, celery_settings
 from sqlalchemy import select
 
 from agentguild._platform_settings import DatabaseSettings, QueueSettings
